@@ -1,0 +1,220 @@
+"""Put a summarizer into BentoML's model store: Hugging Face files, ONNX export, checksums, provenance.
+
+A stored model is a directory with two parts that the backends load:
+
+    hf/     config.json, generation_config.json, model.safetensors, tokenizer files
+    onnx/   optimum's export with the decoder key/value cache (encoder + merged decoder)
+
+and metadata (source, sha256 of every file, parameter count, context length, generation defaults,
+library versions) plus labels that say what it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+from tqdm import tqdm
+
+from serving.config import DEFAULT_MODEL_NAME
+from serving.engines import HF_SUBDIR, ONNX_SUBDIR
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
+
+# The files of a Hugging Face summarizer that serving needs (weights are converted to safetensors).
+HF_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+            "special_tokens_map.json", "vocab.json", "merges.txt", "README.md")
+# What the ONNX backend loads: encoder, merged decoder (one graph with and without the KV cache), configs.
+ONNX_KEEP = ("encoder_model.onnx", "decoder_model_merged.onnx", "config.json", "generation_config.json")
+
+
+class ModelNotFoundError(LookupError):
+    """The configured model is not in the store; the message names the command that imports it."""
+
+
+@dataclass
+class ImportResult:
+    tag: str
+    path: Path
+    files: dict[str, str]
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for name in ("transformers", "torch", "optimum-onnx", "onnxruntime", "onnx", "bentoml"):
+        try:
+            out[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def fetch_hf_files(source: str, dest: Path, revision: str | None = None) -> str:
+    """Materialize a summarizer into ``dest`` as Hugging Face files; returns 'local' or 'huggingface'.
+
+    A local directory is read as it is; anything else is a Hugging Face hub id (needs the network).
+    Loading through transformers and saving again gives one layout for both (safetensors weights).
+    """
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, GenerationConfig
+
+    path = Path(source).expanduser()
+    kind = "local" if path.is_dir() else "huggingface"
+    if kind == "local" and not (path / "config.json").exists():
+        raise FileNotFoundError(f"{path} has no config.json: not a Hugging Face model directory")
+    where = str(path) if kind == "local" else source
+    kwargs = {"revision": revision} if (revision and kind == "huggingface") else {}
+    model = AutoModelForSeq2SeqLM.from_pretrained(where, **kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
+    dest.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(dest, safe_serialization=True)
+    tokenizer.save_pretrained(dest)
+    try:
+        GenerationConfig.from_pretrained(where, **kwargs).save_pretrained(dest)
+    except OSError:
+        pass  # no generation config: the service falls back to production defaults
+    card = path / "README.md"
+    if kind == "local" and card.exists():
+        shutil.copy2(card, dest / "README.md")
+    return kind
+
+
+def export_onnx(hf_dir: Path, dest: Path) -> None:
+    """optimum's seq2seq export with the decoder key/value cache (task text2text-generation-with-past)."""
+    from optimum.exporters.onnx import main_export
+
+    with tempfile.TemporaryDirectory() as tmp:
+        main_export(str(hf_dir), output=tmp, task="text2text-generation-with-past", do_validation=False)
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in ONNX_KEEP:
+            if (Path(tmp) / name).exists():
+                shutil.copy2(Path(tmp) / name, dest / name)
+        missing = [n for n in ONNX_KEEP[:2] if not (dest / n).exists()]
+        if missing:
+            raise RuntimeError(f"ONNX export did not produce {missing}")
+
+
+def import_model(source: str, name: str, labels: dict[str, str] | None = None, revision: str | None = None,
+                 onnx: bool = True, progress: Callable[[str], None] | None = None) -> ImportResult:
+    """Import ``source`` (local directory or hub id) as BentoML model ``name``; returns its tag."""
+    import bentoml
+    from transformers import AutoConfig
+
+    steps = ["fetch Hugging Face files", "export ONNX", "checksums", "store"] if onnx else \
+        ["fetch Hugging Face files", "checksums", "store"]
+    bar = tqdm(steps, desc=f"import {name}", unit="step", leave=False)
+
+    def step(label: str) -> None:
+        bar.set_postfix_str(label)
+        if progress:
+            progress(label)
+
+    with tempfile.TemporaryDirectory() as staging_root:
+        staging = Path(staging_root)
+        step("fetch Hugging Face files")
+        kind = fetch_hf_files(source, staging / HF_SUBDIR, revision)
+        bar.update(1)
+        if onnx:
+            step("export ONNX")
+            export_onnx(staging / HF_SUBDIR, staging / ONNX_SUBDIR)
+            bar.update(1)
+        step("checksums")
+        files = {str(p.relative_to(staging)): sha256_file(p) for p in sorted(staging.rglob("*")) if p.is_file()}
+        bar.update(1)
+        config = AutoConfig.from_pretrained(staging / HF_SUBDIR)
+        generation = json.loads((staging / HF_SUBDIR / "generation_config.json").read_text()) \
+            if (staging / HF_SUBDIR / "generation_config.json").exists() else {}
+        from safetensors import safe_open
+        with safe_open(staging / HF_SUBDIR / "model.safetensors", "pt") as st:
+            params = sum(_numel(st.get_slice(k).get_shape()) for k in st.keys())
+        meta = {
+            "source": source if kind == "huggingface" else str(Path(source).resolve()),
+            "source_kind": kind,
+            "revision": revision or "",
+            "architecture": (config.architectures or [config.model_type])[0],
+            "parameters": params,
+            "context_tokens": int(getattr(config, "max_position_embeddings", 1024)),
+            "generation_defaults": generation,
+            "onnx": {"exported": onnx, "files": [f for f in files if f.startswith(ONNX_SUBDIR + "/")],
+                     "task": "text2text-generation-with-past", "decoder": "merged, with key/value cache"},
+            "sha256": files,
+            "library_versions": _versions(),
+        }
+        all_labels = {"task": "summarization", "architecture": config.model_type, "source": kind,
+                      "onnx": "yes" if onnx else "no", **(labels or {})}
+        step("store")
+        with bentoml.models.create(name, labels=all_labels, metadata=_without_none(meta)) as stored:
+            for rel in files:
+                target = Path(stored.path) / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(staging / rel, target)
+        bar.update(1)
+    bar.close()
+    return ImportResult(tag=str(stored.tag), path=Path(stored.path), files=files)
+
+
+def _without_none(value):
+    """BentoML metadata takes only basic types: drop None values (generation configs carry some)."""
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value if v is not None]
+    return value
+
+
+def _numel(shape) -> int:
+    n = 1
+    for dim in shape:
+        n *= int(dim)
+    return n
+
+
+def verify(tag: str) -> list[str]:
+    """Files whose sha256 no longer matches the import (empty list: intact)."""
+    stored = get_model(tag)
+    expected = stored.info.metadata.get("sha256", {})
+    return [rel for rel, digest in expected.items()
+            if not (Path(stored.path) / rel).exists() or sha256_file(Path(stored.path) / rel) != digest]
+
+
+def get_model(tag: str):
+    """The stored model for ``tag``, or ModelNotFoundError naming the command that imports it."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        return bentoml.models.get(tag)
+    except NotFound:
+        name = tag.split(":")[0]
+        hint = ("python -m model_store import-default" if name == DEFAULT_MODEL_NAME
+                else f"python -m model_store import <hf-id-or-directory> --name {name}")
+        raise ModelNotFoundError(f"model {tag!r} is not in the BentoML model store; import it with `{hint}` "
+                                 "(or `make import-model`), or set SUMMARIZER_MODEL to a stored model "
+                                 "(`python -m model_store list`)") from None
+
+
+def import_default(name: str = DEFAULT_MODEL_NAME, if_missing: bool = True) -> str:
+    """Import the shipped default model (model_store/default_model) unless an identical one is stored."""
+    import bentoml
+
+    if if_missing:
+        wanted = sha256_file(DEFAULT_MODEL_DIR / "model.safetensors")
+        for stored in bentoml.models.list(name):
+            if stored.info.labels.get("weights_sha256") == wanted:
+                return str(stored.tag)
+    return import_model(str(DEFAULT_MODEL_DIR), name,
+                        labels={"weights_sha256": sha256_file(DEFAULT_MODEL_DIR / "model.safetensors"),
+                                "default": "yes"}).tag

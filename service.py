@@ -1,0 +1,149 @@
+"""BentoML services of the dialogue summarizer: thin wiring; the logic lives in serving/.
+
+    bentoml serve service:DialogueSummarizer
+
+DialogueSummarizer (public, HTTP)  --bentoml.depends-->  TorchBackend  (PyTorch; fp16 on CUDA)
+                                   --bentoml.depends-->  OnnxBackend   (ONNX Runtime on CPU)
+Both backends expose a batchable ``generate`` so BentoML's adaptive batching groups concurrent requests.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+import bentoml
+from starlette.responses import JSONResponse
+
+from model_store.store import get_model
+from serving.admission import AdmissionControl
+from serving.backends import BackendWorker
+from serving.config import ServingConfig
+from serving.devices import cuda_available
+from serving.engines import HF_SUBDIR, context_length, default_settings
+from serving.protocol import (BackendStatus, GenerationJob, GenerationOptions, GenerationResult,
+                              SummarizeBatchRequest, SummarizeRequest, Summary, SummaryBatch)
+from serving.routing import Backend, BackendUnavailable, Router
+
+CONFIG = ServingConfig.from_env()
+BACKEND_TRAFFIC = {"timeout": CONFIG.request_timeout_s, "max_concurrency": 10_000}
+BATCHING = dict(batchable=True, max_batch_size=CONFIG.max_batch_size, max_latency_ms=CONFIG.max_latency_ms)
+
+
+@bentoml.service(name="summarizer_torch", resources={"gpu": 1}, traffic=BACKEND_TRAFFIC)
+class TorchBackend:
+    model_ref = bentoml.models.BentoModel(CONFIG.model_tag)
+
+    def __init__(self) -> None:
+        stored = get_model(CONFIG.model_tag)
+        self.worker = BackendWorker("torch", CONFIG, stored.path, str(stored.tag))
+
+    @bentoml.api(**BATCHING)
+    def generate(self, jobs: list[GenerationJob]) -> list[GenerationResult]:
+        return self.worker.generate(jobs)
+
+    @bentoml.api
+    def status(self) -> BackendStatus:
+        return self.worker.status()
+
+
+@bentoml.service(name="summarizer_onnx", resources={"cpu": "2"}, traffic=BACKEND_TRAFFIC)
+class OnnxBackend:
+    model_ref = bentoml.models.BentoModel(CONFIG.model_tag)
+
+    def __init__(self) -> None:
+        stored = get_model(CONFIG.model_tag)
+        self.worker = BackendWorker("onnx", CONFIG, stored.path, str(stored.tag))
+
+    @bentoml.api(**BATCHING)
+    def generate(self, jobs: list[GenerationJob]) -> list[GenerationResult]:
+        return self.worker.generate(jobs)
+
+    @bentoml.api
+    def status(self) -> BackendStatus:
+        return self.worker.status()
+
+
+@bentoml.service(name="dialogue_summarizer", traffic={"timeout": CONFIG.request_timeout_s})
+class DialogueSummarizer:
+    model_ref = bentoml.models.BentoModel(CONFIG.model_tag)
+    torch_backend = bentoml.depends(TorchBackend)
+    onnx_backend = bentoml.depends(OnnxBackend)
+
+    def __init__(self) -> None:
+        stored = get_model(CONFIG.model_tag)
+        self.model_tag = str(stored.tag)
+        self.defaults = default_settings(stored.path_of(HF_SUBDIR))
+        self.context_tokens = context_length(stored.path_of(HF_SUBDIR))
+        primary, fallback = CONFIG.routing(cuda_available())
+        # Looked up per call: BentoML sets up a dependency client's endpoints after __init__.
+        calls = {"torch": lambda jobs: self.torch_backend.to_async.generate(jobs),
+                 "onnx": lambda jobs: self.onnx_backend.to_async.generate(jobs)}
+        self.router = Router(Backend(primary, calls[primary]),
+                             Backend(fallback, calls[fallback]) if fallback else None,
+                             CONFIG.primary_timeout_s)
+
+    @bentoml.api(route="/summarize", input_spec=SummarizeRequest)
+    async def summarize(self, dialogue: str, generation: Optional[GenerationOptions] = None) -> Summary:
+        started = time.perf_counter()
+        try:
+            [summary] = await self._summarize([dialogue], generation)
+        except BackendUnavailable as exc:
+            return _unavailable(exc)
+        summary.duration_ms = (time.perf_counter() - started) * 1000.0
+        return summary
+
+    @bentoml.api(route="/summarize_batch", input_spec=SummarizeBatchRequest)
+    async def summarize_batch(self, dialogues: list[str],
+                              generation: Optional[GenerationOptions] = None) -> SummaryBatch:
+        started = time.perf_counter()
+        try:
+            summaries = await self._summarize(dialogues, generation)
+        except BackendUnavailable as exc:
+            return _unavailable(exc)
+        return SummaryBatch(summaries=summaries, duration_ms=(time.perf_counter() - started) * 1000.0)
+
+    @bentoml.api(route="/model")
+    async def model(self) -> dict:
+        """The served model, its generation defaults and context, and each backend's status."""
+        return {"model": self.model_tag, "context_tokens": self.context_tokens,
+                "generation_defaults": self.defaults.model_dump(),
+                "primary": self.router.primary.name,
+                "fallback": self.router.fallback.name if self.router.fallback else None,
+                "backends": [s.model_dump() for s in await self._statuses()]}
+
+    async def __is_ready__(self) -> bool:
+        """Ready when at least one backend that requests are routed to has its model loaded."""
+        routed = {self.router.primary.name} | ({self.router.fallback.name} if self.router.fallback else set())
+        return any(s.loaded and s.backend in routed for s in await self._statuses())
+
+    async def _statuses(self) -> list[BackendStatus]:
+        out = []
+        for dep in (self.torch_backend, self.onnx_backend):
+            try:
+                out.append(BackendStatus.model_validate(_plain(await dep.to_async.status())))
+            except Exception:  # noqa: BLE001 - a backend still starting is "not loaded", not an error
+                continue
+        return out
+
+    async def _summarize(self, dialogues: list[str], options: GenerationOptions | None) -> list[Summary]:
+        settings = self.defaults.resolve(options)
+        now = time.time()
+        jobs = [GenerationJob(text=d, settings=settings, enqueued_at=now) for d in dialogues]
+        routed = await self.router.generate(jobs)
+        return [Summary(summary=r.summary, model=r.model, backend=r.backend, input_tokens=r.input_tokens,
+                        output_tokens=r.output_tokens, truncated=r.truncated, fallback=routed.fallback)
+                for r in routed.results]
+
+
+def _plain(value):
+    return value.model_dump() if hasattr(value, "model_dump") else value
+
+
+def _unavailable(exc: BackendUnavailable) -> JSONResponse:
+    return JSONResponse({"error": f"no backend could summarize: {exc}"}, status_code=503,
+                        headers={"Retry-After": "5"})
+
+
+DialogueSummarizer.add_asgi_middleware(AdmissionControl, max_pending=CONFIG.max_pending_requests,
+                                       paths=["/summarize", "/summarize_batch"])

@@ -1,0 +1,238 @@
+"""Inference engines: the same seq2seq generation on PyTorch and on ONNX Runtime.
+
+An engine turns a batch of ``GenerationJob`` into ``GenerationResult`` through small named hooks:
+
+    encode   tokenize, cut to the model's context, note truncation
+    group    split by generation settings (a job is never generated with another's settings), then by
+             length so that a generate() call pads little
+    predict  one ``generate()`` call per group (backend specific)
+    decode   token ids -> text and counts
+
+The service code and the evaluation suite both call ``Engine.generate``; what is scored is what is served.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from serving.protocol import GenerationJob, GenerationResult, GenerationSettings
+
+logger = logging.getLogger(__name__)
+
+HF_SUBDIR = "hf"  # inside a stored model: the Hugging Face files
+ONNX_SUBDIR = "onnx"  # inside a stored model: the optimum ONNX export (with the decoder KV cache)
+
+
+@dataclass
+class EncodedJob:
+    index: int
+    ids: list[int]
+    truncated: bool
+    settings: GenerationSettings
+    enqueued_at: float
+
+
+def default_settings(model_dir: str | os.PathLike) -> GenerationSettings:
+    """The model's own generation defaults (its generation_config.json), production values otherwise."""
+    from transformers import GenerationConfig
+
+    try:
+        gen = GenerationConfig.from_pretrained(model_dir)
+    except OSError:
+        gen = GenerationConfig()
+    max_new = gen.max_new_tokens or 128
+    return GenerationSettings(
+        num_beams=gen.num_beams if gen.num_beams and gen.num_beams > 1 else 4,
+        max_new_tokens=max_new,
+        min_new_tokens=min(gen.min_new_tokens or 0, max_new),
+        length_penalty=float(gen.length_penalty if gen.length_penalty is not None else 1.0),
+        no_repeat_ngram_size=gen.no_repeat_ngram_size if gen.no_repeat_ngram_size is not None else 3,
+    )
+
+
+def context_length(model_dir: str | os.PathLike) -> int:
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_dir)
+    return int(getattr(config, "max_position_embeddings", 1024))
+
+
+def group_by_settings_and_length(jobs: Sequence[EncodedJob], max_padding_share: float = 0.25,
+                                 max_group_tokens: int = 32_768) -> list[list[EncodedJob]]:
+    """Groups for generate(): one settings value per group, similar lengths within a group.
+
+    Jobs are sorted by length; a group is cut when adding the next job would make more than
+    ``max_padding_share`` of the padded batch padding, or exceed ``max_group_tokens`` padded tokens
+    (which bounds beam-search memory on long inputs).
+    """
+    by_settings: dict[GenerationSettings, list[EncodedJob]] = {}
+    for job in jobs:
+        by_settings.setdefault(job.settings, []).append(job)
+    groups: list[list[EncodedJob]] = []
+    for same in by_settings.values():
+        same.sort(key=lambda j: len(j.ids))
+        current: list[EncodedJob] = []
+        real = 0
+        for job in same:
+            n = len(job.ids)
+            padded = n * (len(current) + 1)  # sorted ascending: the new job is the longest
+            share = 1.0 - (real + n) / padded
+            if current and (share > max_padding_share or padded * job.settings.num_beams > max_group_tokens):
+                groups.append(current)
+                current, real = [], 0
+            current.append(job)
+            real += n
+        if current:
+            groups.append(current)
+    return groups
+
+
+class Engine:
+    """Base class: tokenizer handling, grouping and bookkeeping; subclasses load a model and predict."""
+
+    backend: str = "base"
+
+    def __init__(self, model_dir: str | os.PathLike, model_tag: str = "local") -> None:
+        from transformers import AutoTokenizer
+
+        self.model_dir = Path(model_dir)
+        if not (self.model_dir / "config.json").exists():
+            raise FileNotFoundError(f"{self.model_dir} is not a Hugging Face model directory (no config.json)")
+        self.model_tag = model_tag
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+        self.context = context_length(self.model_dir)
+        self.defaults = default_settings(self.model_dir)
+
+    # -- hooks -------------------------------------------------------------------------------------
+
+    def encode(self, jobs: Sequence[GenerationJob]) -> list[EncodedJob]:
+        ids_list = self.tokenizer([job.text for job in jobs], add_special_tokens=True, verbose=False)["input_ids"]
+        encoded = []
+        eos = self.tokenizer.eos_token_id
+        for i, (job, ids) in enumerate(zip(jobs, ids_list)):
+            truncated = len(ids) > self.context
+            if truncated:
+                ids = ids[: self.context - 1] + [eos]
+            encoded.append(EncodedJob(i, ids, truncated, job.settings, job.enqueued_at))
+        return encoded
+
+    def group(self, jobs: Sequence[EncodedJob]) -> list[list[EncodedJob]]:
+        return group_by_settings_and_length(jobs)
+
+    def predict(self, input_ids: Any, attention_mask: Any, settings: GenerationSettings) -> Any:
+        raise NotImplementedError
+
+    def decode(self, output_ids: Any) -> list[tuple[str, int]]:
+        rows = output_ids.tolist()
+        texts = self.tokenizer.batch_decode(rows, skip_special_tokens=True)
+        special = set(self.tokenizer.all_special_ids)
+        counts = [sum(1 for t in row if t not in special) for row in rows]
+        return [(text.strip(), n) for text, n in zip(texts, counts)]
+
+    # -- the batch path ----------------------------------------------------------------------------
+
+    def generate(self, jobs: Sequence[GenerationJob]) -> list[GenerationResult]:
+        started = time.time()
+        results: list[GenerationResult | None] = [None] * len(jobs)
+        for group in self.group(self.encode(jobs)):
+            input_ids, attention_mask, padding_share = self._pad(group)
+            t0 = time.perf_counter()
+            output_ids = self.predict(input_ids, attention_mask, group[0].settings)
+            generate_ms = (time.perf_counter() - t0) * 1000.0
+            for job, (text, n_out) in zip(group, self.decode(output_ids)):
+                results[job.index] = GenerationResult(
+                    summary=text, input_tokens=len(job.ids), output_tokens=n_out, truncated=job.truncated,
+                    backend=self.backend, model=self.model_tag, batch_size=len(group),
+                    queue_wait_ms=max(0.0, (started - job.enqueued_at) * 1000.0),
+                    generate_ms=generate_ms, padding_share=padding_share,
+                )
+        return results  # type: ignore[return-value]
+
+    def summarize(self, texts: Sequence[str], settings: GenerationSettings | None = None) -> list[GenerationResult]:
+        """Convenience for evaluation and benchmarks: plain texts in, results out."""
+        chosen = settings or self.defaults
+        now = time.time()
+        return self.generate([GenerationJob(text=t, settings=chosen, enqueued_at=now) for t in texts])
+
+    def _pad(self, group: Sequence[EncodedJob]):
+        import torch
+
+        longest = max(len(j.ids) for j in group)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.full((len(group), longest), pad, dtype=torch.long)
+        attention_mask = torch.zeros((len(group), longest), dtype=torch.long)
+        for row, job in enumerate(group):
+            input_ids[row, : len(job.ids)] = torch.tensor(job.ids, dtype=torch.long)
+            attention_mask[row, : len(job.ids)] = 1
+        padding_share = 1.0 - sum(len(j.ids) for j in group) / float(longest * len(group))
+        return input_ids, attention_mask, padding_share
+
+    @staticmethod
+    def generate_kwargs(settings: GenerationSettings) -> dict[str, Any]:
+        return dict(
+            num_beams=settings.num_beams,
+            max_new_tokens=settings.max_new_tokens,
+            min_new_tokens=settings.min_new_tokens,
+            length_penalty=settings.length_penalty,
+            no_repeat_ngram_size=settings.no_repeat_ngram_size,
+            early_stopping=settings.num_beams > 1,
+            do_sample=False,
+        )
+
+
+class TorchEngine(Engine):
+    """PyTorch: fp16 on CUDA, fp32 on CPU, always under ``torch.inference_mode``."""
+
+    def __init__(self, model_dir: str | os.PathLike, model_tag: str = "local", device: str | None = None,
+                 threads: int = 0) -> None:
+        import torch
+        from transformers import AutoModelForSeq2SeqLM
+
+        super().__init__(model_dir, model_tag)
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        self.model = AutoModelForSeq2SeqLM.from_pretrained(self.model_dir, dtype=dtype).to(self.device).eval()
+        self.backend = f"torch-{self.device.type}"
+
+    def predict(self, input_ids, attention_mask, settings):
+        import torch
+
+        with torch.inference_mode():
+            out = self.model.generate(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device),
+                                      **self.generate_kwargs(settings))
+        return out.cpu()
+
+
+class OnnxEngine(Engine):
+    """ONNX Runtime on CPU: optimum's export (encoder + merged decoder with its key/value cache)."""
+
+    backend = "onnx-cpu"
+
+    def __init__(self, model_dir: str | os.PathLike, model_tag: str = "local", threads: int = 0,
+                 onnx_dir: str | os.PathLike | None = None) -> None:
+        import onnxruntime as ort
+        from optimum.onnxruntime import ORTModelForSeq2SeqLM
+
+        super().__init__(model_dir, model_tag)
+        onnx_path = Path(onnx_dir) if onnx_dir else self.model_dir.parent / ONNX_SUBDIR
+        if not (onnx_path / "encoder_model.onnx").exists():
+            raise FileNotFoundError(f"no ONNX export at {onnx_path}: re-import the model with "
+                                    "`python -m model_store import` (it exports with optimum)")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        self.model = ORTModelForSeq2SeqLM.from_pretrained(onnx_path, provider="CPUExecutionProvider",
+                                                          session_options=options, use_cache=True)
+
+    def predict(self, input_ids, attention_mask, settings):
+        return self.model.generate(input_ids=input_ids, attention_mask=attention_mask,
+                                   **self.generate_kwargs(settings))

@@ -1,0 +1,148 @@
+"""Wire protocol: what clients send and receive, and what the public service sends its backends.
+
+Kept apart from serving logic (as vLLM keeps its OpenAI protocol). Validation messages are written
+for the person reading the 400: they say what was wrong and what is allowed.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from serving.config import ServingConfig
+
+_CONFIG = ServingConfig.from_env()
+
+class GenerationOptions(BaseModel):
+    """Optional per-request generation settings; anything left out takes the model's default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_beams: Optional[Annotated[int, Field(ge=1, le=8, strict=True)]] = None
+    max_new_tokens: Optional[Annotated[int, Field(ge=1, le=512, strict=True)]] = None
+    min_new_tokens: Optional[Annotated[int, Field(ge=0, le=512, strict=True)]] = None
+    length_penalty: Optional[Annotated[float, Field(ge=0.0, le=5.0, allow_inf_nan=False)]] = None
+    no_repeat_ngram_size: Optional[Annotated[int, Field(ge=0, le=10, strict=True)]] = None
+
+    @model_validator(mode="after")
+    def _min_below_max(self) -> GenerationOptions:
+        if self.min_new_tokens is not None and self.max_new_tokens is not None \
+                and self.min_new_tokens > self.max_new_tokens:
+            raise ValueError(f"min_new_tokens ({self.min_new_tokens}) must not exceed "
+                             f"max_new_tokens ({self.max_new_tokens})")
+        return self
+
+
+class GenerationSettings(BaseModel):
+    """Fully resolved settings: what a backend actually generates with. Hashable, for grouping."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    num_beams: int
+    max_new_tokens: int
+    min_new_tokens: int
+    length_penalty: float
+    no_repeat_ngram_size: int
+
+    def resolve(self, options: GenerationOptions | None) -> GenerationSettings:
+        """These settings (the model's defaults) overridden by a request's options."""
+        if options is None:
+            return self
+        chosen = {k: v for k, v in options.model_dump().items() if v is not None}
+        merged = self.model_copy(update=chosen)
+        if merged.min_new_tokens > merged.max_new_tokens:
+            # Only one of the two was given; keep the request's intent and stay consistent.
+            merged = merged.model_copy(update={"min_new_tokens": min(merged.min_new_tokens, merged.max_new_tokens)})
+        return merged
+
+
+def _check_dialogue(value: str) -> str:
+    if not value.strip():
+        raise ValueError("dialogue is empty or whitespace only; send the conversation text, "
+                         "e.g. \"Amanda: I baked cookies.\\nJerry: Sure!\"")
+    limit = _CONFIG.max_dialogue_chars
+    if len(value) > limit:
+        raise ValueError(f"dialogue has {len(value)} characters; the limit is {limit} "
+                         "(SUMMARIZER_MAX_DIALOGUE_CHARS)")
+    return value
+
+
+class SummarizeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dialogue: Annotated[str, Field(strict=True, description="The conversation, one turn per line.")]
+    generation: Optional[GenerationOptions] = None
+
+    _dialogue_ok = field_validator("dialogue")(_check_dialogue)
+
+
+class SummarizeBatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dialogues: Annotated[list[Annotated[str, Field(strict=True)]], Field(strict=True)]
+    generation: Optional[GenerationOptions] = None
+
+    @field_validator("dialogues")
+    @classmethod
+    def _dialogues_ok(cls, values: list[str]) -> list[str]:
+        if not values:
+            raise ValueError("dialogues is an empty list; send between 1 and "
+                             f"{_CONFIG.max_list_items} dialogues")
+        if len(values) > _CONFIG.max_list_items:
+            raise ValueError(f"dialogues has {len(values)} items; the limit is {_CONFIG.max_list_items} "
+                             "(SUMMARIZER_MAX_LIST_ITEMS)")
+        for i, value in enumerate(values):
+            try:
+                _check_dialogue(value)
+            except ValueError as exc:
+                raise ValueError(f"dialogues[{i}]: {exc}") from None
+        return values
+
+
+class Summary(BaseModel):
+    summary: str
+    model: str = Field(description="Tag of the model in BentoML's model store.")
+    backend: str = Field(description="'torch-cuda', 'torch-cpu' or 'onnx-cpu'.")
+    input_tokens: int = Field(description="Dialogue tokens the model read (after truncation).")
+    output_tokens: int
+    truncated: bool = Field(description="True when the dialogue was cut to the model's context.")
+    fallback: bool = Field(default=False, description="True when the fallback backend produced it.")
+    duration_ms: float = Field(default=0.0, description="Time in the service for this request.")
+
+
+class SummaryBatch(BaseModel):
+    summaries: list[Summary]
+    duration_ms: float
+
+
+# --------------------------------------------------------------------------- public service -> backend
+
+
+class GenerationJob(BaseModel):
+    """One dialogue for a backend, with the settings it must be generated with."""
+
+    text: str
+    settings: GenerationSettings
+    enqueued_at: float = Field(description="time.time() when the public service sent it (queue wait).")
+
+
+class GenerationResult(BaseModel):
+    summary: str
+    input_tokens: int
+    output_tokens: int
+    truncated: bool
+    backend: str
+    model: str
+    batch_size: int = Field(description="Dialogues generated together in this one generate() call.")
+    queue_wait_ms: float
+    generate_ms: float
+    padding_share: float = Field(description="Share of the padded input batch that was padding.")
+
+
+class BackendStatus(BaseModel):
+    backend: str
+    loaded: bool
+    role: str = Field(description="'primary', 'fallback' or 'idle'.")
+    device: str
+    model: str
