@@ -16,6 +16,9 @@ import bentoml
 from starlette.responses import JSONResponse
 
 from model_store.store import get_model
+from observability import telemetry
+from observability.middleware import RequestTelemetry
+from observability.telemetry import TracedGenerationJob
 from serving.admission import AdmissionControl
 from serving.backends import BackendWorker
 from serving.config import ServingConfig
@@ -26,6 +29,10 @@ from serving.protocol import (BackendStatus, GenerationJob, GenerationOptions, G
 from serving.routing import Backend, BackendUnavailable, Router
 
 CONFIG = ServingConfig.from_env()
+telemetry.configure_bentoml()  # OTLP from the OTEL_* variables; off (and free) without an endpoint
+# Fail at start-up, with the command that fixes it, rather than in BentoML's model resolution
+# (which would try a cloud download and report "no cloud context").
+get_model(CONFIG.model_tag)
 BACKEND_TRAFFIC = {"timeout": CONFIG.request_timeout_s, "max_concurrency": 10_000}
 BATCHING = dict(batchable=True, max_batch_size=CONFIG.max_batch_size, max_latency_ms=CONFIG.max_latency_ms)
 
@@ -37,9 +44,11 @@ class TorchBackend:
     def __init__(self) -> None:
         stored = get_model(CONFIG.model_tag)
         self.worker = BackendWorker("torch", CONFIG, stored.path, str(stored.tag))
+        telemetry.start(service="summarizer_torch", component="backend", model=str(stored.tag), backend="torch",
+                        role=self.worker.role, device=self.worker.device)
 
     @bentoml.api(**BATCHING)
-    def generate(self, jobs: list[GenerationJob]) -> list[GenerationResult]:
+    def generate(self, jobs: list[TracedGenerationJob]) -> list[GenerationResult]:
         return self.worker.generate(jobs)
 
     @bentoml.api
@@ -54,9 +63,11 @@ class OnnxBackend:
     def __init__(self) -> None:
         stored = get_model(CONFIG.model_tag)
         self.worker = BackendWorker("onnx", CONFIG, stored.path, str(stored.tag))
+        telemetry.start(service="summarizer_onnx", component="backend", model=str(stored.tag), backend="onnx",
+                        role=self.worker.role, device=self.worker.device)
 
     @bentoml.api(**BATCHING)
-    def generate(self, jobs: list[GenerationJob]) -> list[GenerationResult]:
+    def generate(self, jobs: list[TracedGenerationJob]) -> list[GenerationResult]:
         return self.worker.generate(jobs)
 
     @bentoml.api
@@ -76,12 +87,15 @@ class DialogueSummarizer:
         self.defaults = default_settings(stored.path_of(HF_SUBDIR))
         self.context_tokens = context_length(stored.path_of(HF_SUBDIR))
         primary, fallback = CONFIG.routing(cuda_available())
+        telemetry.start(service="dialogue_summarizer", component="api", model=self.model_tag, backend=primary,
+                        fallback=fallback)
         # Looked up per call: BentoML sets up a dependency client's endpoints after __init__.
         calls = {"torch": lambda jobs: self.torch_backend.to_async.generate(jobs),
                  "onnx": lambda jobs: self.onnx_backend.to_async.generate(jobs)}
-        self.router = Router(Backend(primary, calls[primary]),
-                             Backend(fallback, calls[fallback]) if fallback else None,
-                             CONFIG.primary_timeout_s)
+        self.router = Router(Backend(primary, telemetry.traced_call(primary, calls[primary])),
+                             Backend(fallback, telemetry.traced_call(fallback, calls[fallback], fallback_for=primary))
+                             if fallback else None,
+                             CONFIG.primary_timeout_s, on_fallback=telemetry.on_fallback)
 
     @bentoml.api(route="/summarize", input_spec=SummarizeRequest)
     async def summarize(self, dialogue: str, generation: Optional[GenerationOptions] = None) -> Summary:
@@ -101,7 +115,10 @@ class DialogueSummarizer:
             summaries = await self._summarize(dialogues, generation)
         except BackendUnavailable as exc:
             return _unavailable(exc)
-        return SummaryBatch(summaries=summaries, duration_ms=(time.perf_counter() - started) * 1000.0)
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        for summary in summaries:
+            summary.duration_ms = elapsed_ms  # generated together: each waited for the whole list
+        return SummaryBatch(summaries=summaries, duration_ms=elapsed_ms)
 
     @bentoml.api(route="/model")
     async def model(self) -> dict:
@@ -128,9 +145,11 @@ class DialogueSummarizer:
 
     async def _summarize(self, dialogues: list[str], options: GenerationOptions | None) -> list[Summary]:
         settings = self.defaults.resolve(options)
-        now = time.time()
-        jobs = [GenerationJob(text=d, settings=settings, enqueued_at=now) for d in dialogues]
-        routed = await self.router.generate(jobs)
+        with telemetry.summarize(self.model_tag, dialogues, settings) as observed:
+            now = time.time()
+            jobs = [TracedGenerationJob(text=d, settings=settings, enqueued_at=now) for d in dialogues]
+            routed = await self.router.generate(jobs)
+            observed.routed(routed)
         return [Summary(summary=r.summary, model=r.model, backend=r.backend, input_tokens=r.input_tokens,
                         output_tokens=r.output_tokens, truncated=r.truncated, fallback=routed.fallback)
                 for r in routed.results]
@@ -145,5 +164,7 @@ def _unavailable(exc: BackendUnavailable) -> JSONResponse:
                         headers={"Retry-After": "5"})
 
 
+if telemetry.enabled():  # outermost of ours: also counts what admission control and validation reject
+    DialogueSummarizer.add_asgi_middleware(RequestTelemetry, paths=["/summarize", "/summarize_batch"])
 DialogueSummarizer.add_asgi_middleware(AdmissionControl, max_pending=CONFIG.max_pending_requests,
                                        paths=["/summarize", "/summarize_batch"])

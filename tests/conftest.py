@@ -51,7 +51,7 @@ def default_model(bentoml_home) -> str:
     return import_default()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def serve_env(bentoml_home):
     """Environment for a ``bentoml serve`` child: the test store, no tracking, small limits."""
     def make(model: str, **extra: str) -> dict[str, str]:

@@ -1,0 +1,45 @@
+# Commands of the project; the virtual environment lives in .venv.
+#   make serve   set up, import the shipped default model, serve it on http://localhost:3000
+#   make test    set up and run the test suite (what CI runs)
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PORT   ?= 3000
+MODEL  ?= dialogue-bart-small:latest
+
+export BENTOML_DO_NOT_TRACK := true
+export SUMMARIZER_MODEL ?= $(MODEL)
+
+.PHONY: setup serve test import-default import-model train bento clean
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first and pinned: the CPU build where it is provided locally, so no other package pulls
+	# several GB of CUDA wheels (on a GPU machine PyPI's torch==2.13.0 is the CUDA build).
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+setup: $(BIN)/.installed
+
+import-default: setup
+	$(BIN)/python -m model_store import-default
+
+# make import-model SOURCE=facebook/bart-large-cnn NAME=bart-large-cnn
+import-model: setup
+	$(BIN)/python -m model_store import $(SOURCE) --name $(NAME)
+
+serve: import-default
+	$(BIN)/bentoml serve service:DialogueSummarizer --port $(PORT)
+
+test: setup
+	$(BIN)/python -m pytest
+
+# Retrain the default model (see model_store/default_model/README.md for the exact command used).
+train: setup
+	$(BIN)/python -m model_store.train_default --out runs/default --bf16 --resume
+
+clean:
+	rm -rf $(VENV) .pytest_cache .eval_cache

@@ -1,0 +1,1 @@
+"""Python client helpers for a running summarizer (thin over bentoml.SyncHTTPClient / AsyncHTTPClient)."""

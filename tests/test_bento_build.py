@@ -1,0 +1,42 @@
+"""`bentoml build` works offline, and the Bento carries the model (containerize needs an engine: not here)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import yaml
+
+from tests.server import REPO_ROOT
+
+
+def _bentoml(*args: str, env: dict[str, str]) -> str:
+    exe = Path(sys.executable).with_name("bentoml")
+    return subprocess.run([str(exe), *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+                          check=True).stdout
+
+
+def test_bentoml_build_carries_the_model(tiny_model, serve_env, bentoml_home, tmp_path):
+    env = {**os.environ, **serve_env(tiny_model)}
+    out = _bentoml("build", env=env)
+    tag = next(word for word in out.split() if word.startswith("dialogue-summarizer:"))
+    bento_dir = Path(bentoml_home) / "bentos" / "dialogue-summarizer" / tag.split(":")[1]
+    manifest = yaml.safe_load((bento_dir / "bento.yaml").read_text())
+    services = {s["name"]: s for s in manifest["services"]}
+    assert set(services) == {"dialogue_summarizer", "summarizer_torch", "summarizer_onnx"}
+    for service in services.values():
+        assert [m["tag"] for m in service["models"]] == [tiny_model]
+    assert services["summarizer_torch"]["config"]["resources"] == {"gpu": 1}
+    assert (bento_dir / "src" / "service.py").exists() and (bento_dir / "src" / "serving" / "engines.py").exists()
+    assert not (bento_dir / "src" / "tests").exists()
+
+    archive = tmp_path / "summarizer.bento"
+    _bentoml("export", tag, str(archive), env=env)
+    name, version = tiny_model.split(":")
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+    for rel in ("hf/model.safetensors", "hf/tokenizer.json", "onnx/encoder_model.onnx", "onnx/decoder_model_merged.onnx"):
+        assert f"./models/{name}/{version}/{rel}" in names, rel
