@@ -337,6 +337,7 @@ def train(cfg: TrainConfig, resume: bool) -> Path:
         bar = tqdm(total=len(batches), initial=state["batch_in_epoch"], desc=f"epoch {epoch + 1}/{cfg.epochs}",
                    mininterval=30, file=sys.stdout)
         running = None
+        epoch_loss = state.get("epoch_loss", [0.0, 0])  # [sum, batches] so far this epoch (survives resume)
         for b in range(state["batch_in_epoch"], len(batches)):
             input_ids, attention, decoder_inputs, labels = (t.to(device) for t in
                                                             collate([encoded[i] for i in batches[b]], pad_id, start_id))
@@ -351,6 +352,8 @@ def train(cfg: TrainConfig, resume: bool) -> Path:
             state["step"] += 1
             state["batch_in_epoch"] = b + 1
             running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+            epoch_loss = [epoch_loss[0] + loss.item(), epoch_loss[1] + 1]
+            state["epoch_loss"] = epoch_loss
             bar.update(1)
             bar.set_postfix(loss=f"{running:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}", refresh=False)
             now = time.monotonic()
@@ -366,9 +369,11 @@ def train(cfg: TrainConfig, resume: bool) -> Path:
         if stopped_early:
             break
         scores = greedy_rouge(model, tokenizer, eval_examples, device)
-        state["history"].append({"epoch": epoch + 1, "step": state["step"], "train_loss": running,
+        mean_loss = epoch_loss[0] / max(1, epoch_loss[1])
+        state["epoch_loss"] = [0.0, 0]
+        state["history"].append({"epoch": epoch + 1, "step": state["step"], "train_loss": mean_loss,
                                   "val_greedy": scores, "elapsed_s": time.monotonic() - started})
-        print(f"epoch {epoch + 1}: loss {running:.3f}, DialogSum validation greedy ROUGE-1/2/L "
+        print(f"epoch {epoch + 1}: mean loss {mean_loss:.3f}, DialogSum validation greedy ROUGE-1/2/L "
               f"{scores['rouge1']:.2f}/{scores['rouge2']:.2f}/{scores['rougeL']:.2f}", flush=True)
         state["epoch"] += 1
         state["batch_in_epoch"] = 0
