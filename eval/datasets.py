@@ -67,3 +67,41 @@ def load_eval_set(name: str, directory: str | os.PathLike | None = None) -> list
 def load_train_examples(directory: str | os.PathLike | None = None) -> list[Example]:
     root = data_dir(directory)
     return [ex for rel in TRAIN_FILES for ex in read_jsonl(root / rel)]
+
+
+# --------------------------------------------------------------------------- the regression suite
+
+# The two sets the regression suite scores, with the short names used in reports and Bento labels.
+SUITE_SETS = {"dialogsum_test": "dialogsum", "samsum_validation": "samsum"}
+SUBSET_SEED = 20240604
+# Dialogues per evaluation set; None means all of them (DialogSum test 500, SAMSum validation 818).
+SUBSETS: dict[str, int | None] = {"ci": 100, "full": None}
+
+
+def select_subset(examples: list[Example], size: int | None, seed: int = SUBSET_SEED, name: str = "") -> list[Example]:
+    """A fixed, seeded sample of ``size`` examples in corpus order (all of them when size is None).
+
+    The sample depends only on the seed, the set's name and its ids, never on the order of calls.
+    """
+    import random
+
+    if size is None or size >= len(examples):
+        return list(examples)
+    chosen = set(random.Random(f"{seed}:{name}").sample(sorted(ex.id for ex in examples), size))
+    return [ex for ex in examples if ex.id in chosen]
+
+
+def load_subset(subset: str, directory: str | os.PathLike | None = None,
+                seed: int = SUBSET_SEED) -> dict[str, list[Example]]:
+    """The suite's evaluation sets cut to a named subset ('ci' or 'full')."""
+    if subset not in SUBSETS:
+        raise ValueError(f"unknown subset {subset!r}; known: {', '.join(SUBSETS)}")
+    return {name: select_subset(load_eval_set(name, directory), SUBSETS[subset], seed, name) for name in SUITE_SETS}
+
+
+def dialogue_sha(example: Example) -> str:
+    """Short content hash of a dialogue and its references (catches a corpus that changed under an id)."""
+    import hashlib
+
+    payload = json.dumps([example.dialogue, list(example.references)], ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
