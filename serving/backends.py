@@ -10,6 +10,7 @@ import logging
 import time
 from pathlib import Path
 
+from observability import telemetry
 from serving.config import ServingConfig
 from serving.devices import cuda_available
 from serving.engines import HF_SUBDIR, ONNX_SUBDIR, Engine, OnnxEngine, TorchEngine
@@ -59,6 +60,7 @@ class BackendWorker:
                              device=self.device, model=self.model_tag)
 
     def generate(self, jobs: list[GenerationJob]) -> list[GenerationResult]:
+        telemetry.batch_started(self.name, jobs)  # queue-wait spans and metrics; no-op without OTLP
         if self.engine is None:
             raise BackendDisabled(f"{self.name} backend is idle on this machine (set SUMMARIZER_PRIMARY or "
                                   "SUMMARIZER_FALLBACK to use it)")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from observability import telemetry
 from serving.protocol import GenerationJob, GenerationResult, GenerationSettings
 
 logger = logging.getLogger(__name__)
@@ -141,10 +142,15 @@ class Engine:
         results: list[GenerationResult | None] = [None] * len(jobs)
         for group in self.group(self.encode(jobs)):
             input_ids, attention_mask, padding_share = self._pad(group)
-            t0 = time.perf_counter()
-            output_ids = self.predict(input_ids, attention_mask, group[0].settings)
-            generate_ms = (time.perf_counter() - t0) * 1000.0
-            for job, (text, n_out) in zip(group, self.decode(output_ids)):
+            # One span per request in the batch and batch metrics (no-op without OTLP, as in evaluation).
+            with telemetry.generation(self.backend, self.model_tag, [jobs[j.index] for j in group],
+                                      [len(j.ids) for j in group], group[0].settings, padding_share) as observed:
+                t0 = time.perf_counter()
+                output_ids = self.predict(input_ids, attention_mask, group[0].settings)
+                generate_ms = (time.perf_counter() - t0) * 1000.0
+                decoded = self.decode(output_ids)
+                observed.done([n_out for _, n_out in decoded])
+            for job, (text, n_out) in zip(group, decoded):
                 results[job.index] = GenerationResult(
                     summary=text, input_tokens=len(job.ids), output_tokens=n_out, truncated=job.truncated,
                     backend=self.backend, model=self.model_tag, batch_size=len(group),
