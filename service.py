@@ -24,7 +24,7 @@ from serving.backends import BackendWorker
 from serving.config import ServingConfig
 from serving.devices import cuda_available
 from serving.engines import HF_SUBDIR, context_length, default_settings
-from serving.protocol import (BackendStatus, GenerationJob, GenerationOptions, GenerationResult,
+from serving.protocol import (BackendStatus, GenerationOptions, GenerationResult,
                               SummarizeBatchRequest, SummarizeRequest, Summary, SummaryBatch)
 from serving.routing import Backend, BackendUnavailable, Router
 

@@ -302,7 +302,8 @@ def start(*, service: str, component: str, model: str, backend: str, fallback: s
 
             # Sampler from OTEL_TRACES_SAMPLER / _ARG (default parentbased_always_on); queue bounded by
             # OTEL_BSP_MAX_QUEUE_SIZE (2048): when full, spans are dropped and counted, never queued forever.
-            tracer_provider = TracerProvider(resource=resource, meter_provider=meter_provider,
+            # Per-span SDK metrics (otel.sdk.span.live/started) off: 3 measurements a span for little use.
+            tracer_provider = TracerProvider(resource=resource, meter_provider=metrics.NoOpMeterProvider(),
                                              sampler=_WithoutAsgiEvents(sampling._get_from_env_or_default()))
             tracer_provider.add_span_processor(
                 BatchSpanProcessor(_span_exporter(current.traces_protocol, meter_provider),
@@ -514,8 +515,9 @@ def end_request(begun: tuple[RequestState, Any] | None) -> None:
     if error_type is not None:
         runtime.add(ERRORS, 1, {**route, ERROR_TYPE: error_type})
     elif state.input_tokens or state.output_tokens:
-        runtime.record(REQUEST_TOKENS, state.input_tokens, {**route, BACKEND: state.backend, GEN_AI_TOKEN_TYPE: "input"})
-        runtime.record(REQUEST_TOKENS, state.output_tokens, {**route, BACKEND: state.backend, GEN_AI_TOKEN_TYPE: "output"})
+        labels = {**route, BACKEND: state.backend}
+        runtime.record(REQUEST_TOKENS, state.input_tokens, {**labels, GEN_AI_TOKEN_TYPE: "input"})
+        runtime.record(REQUEST_TOKENS, state.output_tokens, {**labels, GEN_AI_TOKEN_TYPE: "output"})
 
 
 def _validation_span(runtime: _Runtime, state: RequestState, end_ns: int, error_type: str | None) -> None:

@@ -8,7 +8,13 @@ responses said. Then the collector is stopped and requests must still succeed, a
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import secrets
+import socket
+import subprocess
+import sys
+import threading
 import time
 
 import httpx
@@ -17,7 +23,7 @@ import pytest
 from observability import telemetry
 from observability.collector import Collector, Received, Span
 from serving.routing import Backend, Router
-from tests.server import ServedSummarizer
+from tests.server import REPO_ROOT, ServedSummarizer
 
 DIALOGUES = [
     "Amanda: I baked cookies. Do you want some?\nJerry: Sure!\nAmanda: I'll bring you tomorrow :-)",
@@ -201,7 +207,7 @@ def test_grpc_one_trace_per_request_with_fallback_and_metrics(collector, tiny_mo
 
 @pytest.mark.timeout(300)
 def test_http_protobuf_traces_continue_the_caller_and_batch_links(collector, tiny_model, serve_env, tmp_path):
-    env = serve_env(tiny_model, SUMMARIZER_MAX_LATENCY_MS="2000", **otel_env(collector, "http/protobuf"))
+    env = serve_env(tiny_model, **otel_env(collector, "http/protobuf"))
     with ServedSummarizer(env, tmp_path / "serve.log") as server:
         sent = [traceparent() for _ in DIALOGUES]
         answers = send(server.url, [("/summarize", {"dialogue": d}, tp[0]) for d, tp in zip(DIALOGUES, sent)])
@@ -231,6 +237,101 @@ def test_http_protobuf_traces_continue_the_caller_and_batch_links(collector, tin
         assert received.total(telemetry.FALLBACKS) == 0
 
 
+HANGING_COLLECTOR_SCRIPT = """
+import json, time
+from observability import telemetry
+telemetry.start(service="t", component="api", model="m:1", backend="onnx", role="primary", device="cpu")
+durations = []
+for i in range(5000):
+    started = time.perf_counter()
+    with telemetry.span("work", i=i):
+        pass
+    durations.append(time.perf_counter() - started)
+processor = telemetry._runtime.tracer_provider._active_span_processor._span_processors[0]
+queued = len(processor._batch_processor._queue)
+time.sleep(1.5)  # metric exports (to the working collector) carry the drop counts
+started = time.perf_counter()
+telemetry.shutdown()
+print(json.dumps({"mean_s": sum(durations) / len(durations), "max_s": max(durations), "queued": queued,
+                  "shutdown_s": time.perf_counter() - started}))
+"""
+
+
+def hanging_listener() -> tuple[socket.socket, int]:
+    """A 'collector' that accepts connections, reads, and never answers."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held = []
+
+    def accept():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+
+    threading.Thread(target=accept, daemon=True).start()
+    return server, server.getsockname()[1]
+
+
+@pytest.mark.timeout(120)
+def test_a_hanging_collector_costs_spans_not_time_and_drops_are_counted(collector):
+    listener, port = hanging_listener()
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT),
+           "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{port}/v1/traces",
+           "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "1",
+           "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": collector.grpc_endpoint,
+           "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "grpc", "OTEL_METRIC_EXPORT_INTERVAL": "300",
+           "OTEL_BSP_MAX_QUEUE_SIZE": "256", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "128", "OTEL_BSP_SCHEDULE_DELAY": "50"}
+    try:
+        out = subprocess.run([sys.executable, "-c", HANGING_COLLECTOR_SCRIPT], env=env, capture_output=True,
+                             text=True, timeout=90, cwd=REPO_ROOT)
+    finally:
+        listener.close()
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["queued"] <= 256  # memory bounded by OTEL_BSP_MAX_QUEUE_SIZE, whatever the collector does
+    assert result["mean_s"] < 0.002 and result["max_s"] < 0.25  # a span never waits for the exporter
+    assert result["shutdown_s"] < 10  # and stopping the process waits a bounded time
+    received = collector.wait_for(lambda r: r.total("otel.sdk.processor.span.processed", **{"error.type": "queue_full"})
+                                  > 1000, timeout_s=20)
+    dropped = received.total("otel.sdk.processor.span.processed", **{"error.type": "queue_full"})
+    assert dropped <= 5000
+
+
+CAPTURE_SCRIPT = """
+from observability import telemetry
+from serving.protocol import GenerationResult, GenerationSettings
+from serving.routing import Routed
+telemetry.start(service="t", component="api", model="m:1", backend="onnx")
+settings = GenerationSettings(num_beams=1, max_new_tokens=8, min_new_tokens=0, length_penalty=1.0,
+                              no_repeat_ngram_size=0)
+result = GenerationResult(summary="Amanda bakes cookies for Jerry.", input_tokens=5, output_tokens=7,
+                          truncated=False, backend="onnx-cpu", model="m:1", batch_size=1, queue_wait_ms=0.0,
+                          generate_ms=1.0, padding_share=0.0)
+with telemetry.summarize("m:1", ["Amanda: cookies?"], settings) as observed:
+    observed.routed(Routed([result], "onnx", fallback=False))
+telemetry.shutdown()
+"""
+
+
+@pytest.mark.timeout(60)
+def test_dialogue_and_summary_only_with_the_operators_opt_in(collector):
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OTEL_EXPORTER_OTLP_ENDPOINT": collector.http_endpoint,
+           "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "true"}
+    out = subprocess.run([sys.executable, "-c", CAPTURE_SCRIPT], env=env, capture_output=True, text=True,
+                         timeout=50, cwd=REPO_ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    received = collector.wait_for(lambda r: r.spans, timeout_s=20)
+    span = one(received.spans, name="text_completion m:1")
+    assert json.loads(span.attributes["gen_ai.input.messages"]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "Amanda: cookies?"}]}]
+    assert "Amanda bakes cookies" in span.attributes["gen_ai.output.messages"]
+    assert (span.attributes["gen_ai.usage.input_tokens"], span.attributes["gen_ai.usage.output_tokens"]) == (5, 7)
+
+
 # ------------------------------------------------------------------------------------------- fast checks
 
 
@@ -246,7 +347,8 @@ def test_off_without_an_endpoint_and_settings_errors_name_the_variable():
     assert not telemetry.TelemetrySettings.from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317",
                                                      "OTEL_SDK_DISABLED": "true"}).enabled
     with pytest.raises(ValueError, match="OTEL_EXPORTER_OTLP_PROTOCOL"):
-        telemetry.TelemetrySettings.from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
+        telemetry.TelemetrySettings.from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c",
+                                              "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
     with pytest.raises(ValueError, match="OTEL_TRACES_EXPORTER"):
         telemetry.TelemetrySettings.from_env({"OTEL_TRACES_EXPORTER": "zipkin"})
     with pytest.raises(ValueError, match="OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"):
