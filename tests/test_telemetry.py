@@ -235,6 +235,9 @@ def test_http_protobuf_traces_continue_the_caller_and_batch_links(collector, tin
         assert_no_content(received)
         assert received.total(telemetry.REQUESTS, **{"summarizer.outcome": "success"}) == len(DIALOGUES) + 1
         assert received.total(telemetry.FALLBACKS) == 0
+        # BentoML's own Prometheus endpoint is unaffected.
+        metrics = httpx.get(server.url + "/metrics", timeout=30)
+        assert metrics.status_code == 200 and "bentoml_service_request_total" in metrics.text
 
 
 HANGING_COLLECTOR_SCRIPT = """
