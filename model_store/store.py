@@ -210,9 +210,15 @@ def import_default(name: str = DEFAULT_MODEL_NAME, if_missing: bool = True) -> s
     """Import the shipped default model (model_store/default_model) unless an identical one is stored."""
     import bentoml
 
+    from bentoml.exceptions import NotFound
+
     if if_missing:
         wanted = sha256_file(DEFAULT_MODEL_DIR / "model.safetensors")
-        for stored in bentoml.models.list(name):
+        try:
+            stored_versions = bentoml.models.list(name)
+        except NotFound:  # raised, rather than an empty list, when no version of the name exists
+            stored_versions = []
+        for stored in stored_versions:
             if stored.info.labels.get("weights_sha256") == wanted:
                 return str(stored.tag)
     return import_model(str(DEFAULT_MODEL_DIR), name,
