@@ -11,7 +11,7 @@ MODEL  ?= dialogue-bart-small:latest
 export BENTOML_DO_NOT_TRACK := true
 export SUMMARIZER_MODEL ?= $(MODEL)
 
-.PHONY: setup serve test import-default import-model train bento clean
+.PHONY: setup serve test import-default import-model train bento collector clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ test: setup
 # Retrain the default model (see model_store/default_model/README.md for the exact command used).
 train: setup
 	$(BIN)/python -m model_store.train_default --out runs/default --bf16 --resume
+
+# Local OTLP collector (rotel) on 127.0.0.1:4317 (gRPC) and :4318 (HTTP); prints what it receives.
+collector: setup
+	$(BIN)/python -m observability.collector
 
 clean:
 	rm -rf $(VENV) .pytest_cache .eval_cache
