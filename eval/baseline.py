@@ -73,6 +73,16 @@ class Baseline:
                     out.setdefault(row["set"], {}).setdefault(backend, {})[row["id"]] = summary
         return out
 
+    def dialogue_shas(self, subset: str) -> dict[str, dict[str, str]]:
+        """set -> id -> hash of the dialogue and references the baseline was scored on."""
+        out: dict[str, dict[str, str]] = {}
+        with open(summaries_path(self.path, subset), encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    row = json.loads(line)
+                    out.setdefault(row["set"], {})[row["id"]] = row.get("dialogue_sha", "")
+        return out
+
     def ids(self, subset: str) -> dict[str, list[str]]:
         """set -> dialogue ids, in the baseline's order."""
         out: dict[str, list[str]] = {}

@@ -9,7 +9,7 @@ Each builder writes a stored-model layout (``hf/`` + ``onnx/``) into a directory
                         onnxruntime.quantization.quantize_dynamic (the PyTorch weights stay fp32, so the
                         backend-agreement check sees the difference too)
 
-    python -m eval.degrade noise dialogue-bart-small:latest /tmp/noisy --std 0.5
+    python -m eval.degrade noise dialogue-bart-small:latest /tmp/noisy --std 1.0
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def capped_generation(source: str, dest: str | Path, max_new_tokens: int = 4) ->
     return dest
 
 
-def noisy_weights(source: str, dest: str | Path, std: float = 0.5, seed: int = 0) -> Path:
+def noisy_weights(source: str, dest: str | Path, std: float = 1.0, seed: int = 0) -> Path:
     """Every weight matrix plus Gaussian noise of ``std`` times its own standard deviation (PyTorch only:
     the copy has no ONNX export; the suite exports one when the ONNX backend is asked for)."""
     import torch
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("cap", help="cap max_new_tokens")
     p.add_argument("--max-new-tokens", type=int, default=4)
     p = sub.add_parser("noise", help="Gaussian noise on the weights")
-    p.add_argument("--std", type=float, default=0.5, help="noise std as a multiple of each matrix's std")
+    p.add_argument("--std", type=float, default=1.0, help="noise std as a multiple of each matrix's std")
     sub.add_parser("int8", help="naive int8 quantization of the ONNX export")
     for p in sub.choices.values():
         p.add_argument("source", help="model tag or stored layout directory")

@@ -67,14 +67,15 @@ def render_markdown(run: Run, gate: GateResult | None = None, console: bool = Fa
 
     if gate is not None:
         lines += ["", "## Against the baseline (same dialogues)", "",
-                  "| set | backend | metric | baseline | candidate | delta [paired 95% CI] |", "|---|---|---|---|---|---|"]
+                  "| set | backend | metric | baseline [95% CI] | candidate | delta [paired 95% CI] |", "|---|---|---|---|---|---|"]
         for name, per_backend in gate.comparison.items():
             for backend, table in per_backend.items():
                 for metric in (gate.metrics if console else METRICS):
                     row = table[metric]
                     mark = " **gate**" if metric in gate.metrics else ""
                     lines.append(f"| {SUITE_SETS.get(name, name)} | {backend} | {METRIC_NAMES[metric]}{mark} | "
-                                 f"{row['baseline']:.2f} | {row['candidate']:.2f} | {_signed(row['delta'])} "
+                                 f"{row['baseline']:.2f} [{row['baseline_ci'][0]:.2f}, {row['baseline_ci'][1]:.2f}] | "
+                                 f"{row['candidate']:.2f} | {_signed(row['delta'])} "
                                  f"[{_signed(row['delta_ci'][0])}, {_signed(row['delta_ci'][1])}] |")
 
     agreement = gate.agreement if gate is not None else _agreement(run)

@@ -122,8 +122,7 @@ def run_suite(target: Candidate | str, options: SuiteOptions, log=print) -> Run:
             for ex in items:
                 record = summaries[ex.id]
                 per_example[ex.id] = {"summary": record["summary"], "output_tokens": record.get("output_tokens"),
-                                      "scores": {m: round(v, 4) for m, v in
-                                                 score_one(record["summary"], ex.references).items()}}
+                                      "scores": score_one(record["summary"], ex.references)}
             results[name][backend] = score_block(per_example)
             if backend == SERVICE:
                 results[name][backend]["served_by"] = sorted({summaries[ex.id].get("backend", "?") for ex in items})
