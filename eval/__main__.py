@@ -258,6 +258,9 @@ def cmd_bento(args, argv) -> int:
         bentofile = REPO_ROOT / bentofile
     if not bentofile.exists():
         raise FileNotFoundError(f"{bentofile} not found: the Bento is built from it")
+    if args.overrides:
+        raise ValueError("--set changes what is evaluated but not what the Bento serves (the model's own "
+                         "generation_config.json): change the model, or gate with `python -m eval gate --set ...`")
     target, run, gate, directory = gate_run(args)
     print(render_markdown(run, gate, console=True))
     print(f"report: {directory}/report.md (and report.json)")
