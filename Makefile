@@ -7,11 +7,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 3000
 MODEL  ?= dialogue-bart-small:latest
+EVAL_SUBSET ?= ci
 
 export BENTOML_DO_NOT_TRACK := true
 export SUMMARIZER_MODEL ?= $(MODEL)
 
-.PHONY: setup serve test import-default import-model train bento collector clean
+.PHONY: setup serve test import-default import-model train gate bento eval baseline collector clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +41,22 @@ test: setup
 # Retrain the default model (see model_store/default_model/README.md for the exact command used).
 train: setup
 	$(BIN)/python -m model_store.train_default --out runs/default --bf16 --resume
+
+# ROUGE-L gate: the served model ($(MODEL)) against eval/baselines/<name>.json on the fixed seeded subset
+gate: import-default
+	$(BIN)/python -m eval gate --subset $(EVAL_SUBSET)
+
+# The gate, then `bentoml build` with the scores as Bento labels (nothing is built when the gate fails)
+bento: import-default
+	$(BIN)/python -m eval bento --subset $(EVAL_SUBSET)
+
+# The full suite: DialogSum test 500 + SAMSum validation 818, PyTorch and ONNX Runtime; report in runs/eval/
+eval: import-default
+	$(BIN)/python -m eval run --subset full
+
+# Rewrite eval/baselines/<name>.json ('ci' and 'full') from the current model; review the diff, commit
+baseline: import-default
+	$(BIN)/python -m eval baseline --subset all
 
 # Local OTLP collector (rotel) on 127.0.0.1:4317 (gRPC) and :4318 (HTTP); prints what it receives.
 collector: setup
