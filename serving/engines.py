@@ -217,12 +217,22 @@ class TorchEngine(Engine):
 
 
 class OnnxEngine(Engine):
-    """ONNX Runtime on CPU: optimum's export (encoder + merged decoder with its key/value cache)."""
+    """ONNX Runtime on CPU: optimum's export (encoder + merged decoder with its key/value cache).
+
+    Speed (measured by ``python -m bench``, item "onnx_vs_torch"): ``generate()`` runs the beam search in
+    PyTorch around the ONNX Runtime calls (log-softmax over the vocabulary, top-k, reordering the key/value
+    cache by beam). Left at PyTorch's default, its thread pool (a thread per core, spin-waiting between
+    ops) competes with ONNX Runtime's pool for the same cores; for this small model that cost several
+    times the CPU of the model itself. So: the PyTorch side of generate() runs on ``torch_threads``
+    threads (1), ONNX Runtime's workers do not spin-wait unless ``spinning`` is set, and the per-step
+    ``inspect.signature`` calls of transformers' logits-processor list are made once per processor.
+    """
 
     backend = "onnx-cpu"
 
     def __init__(self, model_dir: str | os.PathLike, model_tag: str = "local", threads: int = 0,
-                 onnx_dir: str | os.PathLike | None = None) -> None:
+                 onnx_dir: str | os.PathLike | None = None, spinning: bool = False,
+                 torch_threads: int = 1) -> None:
         import onnxruntime as ort
         from optimum.onnxruntime import ORTModelForSeq2SeqLM
 
@@ -236,9 +246,48 @@ class OnnxEngine(Engine):
         options.intra_op_num_threads = threads or (os.cpu_count() or 1)
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        self.torch_threads = torch_threads
         self.model = ORTModelForSeq2SeqLM.from_pretrained(onnx_path, provider="CPUExecutionProvider",
                                                           session_options=options, use_cache=True)
+        self._cache_processor_signatures(self.model)
 
     def predict(self, input_ids, attention_mask, settings):
-        return self.model.generate(input_ids=input_ids, attention_mask=attention_mask,
-                                   **self.generate_kwargs(settings))
+        import torch
+
+        before = torch.get_num_threads()
+        if self.torch_threads and self.torch_threads != before:
+            torch.set_num_threads(self.torch_threads)
+        try:
+            return self.model.generate(input_ids=input_ids, attention_mask=attention_mask,
+                                       **self.generate_kwargs(settings))
+        finally:
+            if torch.get_num_threads() != before:
+                torch.set_num_threads(before)
+
+    @staticmethod
+    def _cache_processor_signatures(model) -> None:
+        """Make generate() build logits-processor lists that inspect each processor's signature once."""
+        import inspect
+
+        from transformers.generation.logits_process import LogitsProcessorList
+
+        class CachedSignatureList(LogitsProcessorList):
+            extra_args: dict = {}
+
+            def __call__(self, input_ids, scores, **kwargs):
+                for processor in self:
+                    key = type(processor)
+                    if key not in self.extra_args:
+                        self.extra_args[key] = list(inspect.signature(processor.__call__).parameters)[2:]
+                    needed = self.extra_args[key]
+                    if needed:
+                        if not all(arg in kwargs for arg in needed):
+                            raise ValueError(f"{key} needs the parameters {needed}")
+                        scores = processor(input_ids, scores, **kwargs)
+                    else:
+                        scores = processor(input_ids, scores)
+                return scores
+
+        build = model._get_logits_processor
+        model._get_logits_processor = lambda *args, **kwargs: CachedSignatureList(build(*args, **kwargs))
