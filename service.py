@@ -37,15 +37,17 @@ BACKEND_TRAFFIC = {"timeout": CONFIG.request_timeout_s, "max_concurrency": 10_00
 BATCHING = dict(batchable=True, max_batch_size=CONFIG.max_batch_size, max_latency_ms=CONFIG.max_latency_ms)
 
 
-@bentoml.service(name="summarizer_torch", resources={"gpu": 1}, traffic=BACKEND_TRAFFIC)
-class TorchBackend:
+class _BackendService:
+    """What both backend services share; a subclass names its backend ("torch" or "onnx")."""
+
+    backend: str
     model_ref = bentoml.models.BentoModel(CONFIG.model_tag)
 
     def __init__(self) -> None:
         stored = get_model(CONFIG.model_tag)
-        self.worker = BackendWorker("torch", CONFIG, stored.path, str(stored.tag))
-        telemetry.start(service="summarizer_torch", component="backend", model=str(stored.tag), backend="torch",
-                        role=self.worker.role, device=self.worker.device)
+        self.worker = BackendWorker(self.backend, CONFIG, stored.path, str(stored.tag))
+        telemetry.start(service=f"summarizer_{self.backend}", component="backend", model=str(stored.tag),
+                        backend=self.backend, role=self.worker.role, device=self.worker.device)
 
     @bentoml.api(**BATCHING)
     def generate(self, jobs: list[TracedGenerationJob]) -> list[GenerationResult]:
@@ -54,25 +56,16 @@ class TorchBackend:
     @bentoml.api
     def status(self) -> BackendStatus:
         return self.worker.status()
+
+
+@bentoml.service(name="summarizer_torch", resources={"gpu": 1}, traffic=BACKEND_TRAFFIC)
+class TorchBackend(_BackendService):
+    backend = "torch"
 
 
 @bentoml.service(name="summarizer_onnx", resources={"cpu": "2"}, traffic=BACKEND_TRAFFIC)
-class OnnxBackend:
-    model_ref = bentoml.models.BentoModel(CONFIG.model_tag)
-
-    def __init__(self) -> None:
-        stored = get_model(CONFIG.model_tag)
-        self.worker = BackendWorker("onnx", CONFIG, stored.path, str(stored.tag))
-        telemetry.start(service="summarizer_onnx", component="backend", model=str(stored.tag), backend="onnx",
-                        role=self.worker.role, device=self.worker.device)
-
-    @bentoml.api(**BATCHING)
-    def generate(self, jobs: list[TracedGenerationJob]) -> list[GenerationResult]:
-        return self.worker.generate(jobs)
-
-    @bentoml.api
-    def status(self) -> BackendStatus:
-        return self.worker.status()
+class OnnxBackend(_BackendService):
+    backend = "onnx"
 
 
 @bentoml.service(name="dialogue_summarizer", traffic={"timeout": CONFIG.request_timeout_s})
