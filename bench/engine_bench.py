@@ -207,3 +207,17 @@ def int8_quality(fp32_ref: str, int8_layout: Path | None, int8_tag: str | None, 
     return {"subset": subset, "limit": limit, "sets": sets, "worst_set_delta": worst,
             "pooled_delta": statistics.fmean(all_deltas) if all_deltas else None,
             "command": f"python -m eval run --model <fp32 and int8 models> --backends onnx --subset {subset}"}
+
+
+def batching_bound(engine, texts: Sequence[str], settings) -> dict:
+    """What batching can gain inside the engine, without any serving: ``len(texts)`` dialogues one by one
+    versus one ``Engine.generate`` call with all of them (grouped by length as the service does)."""
+    t0 = time.perf_counter()
+    for text in texts:
+        engine.summarize([text], settings)
+    singles = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    engine.summarize(list(texts), settings)
+    batched = time.perf_counter() - t0
+    return {"dialogues": len(texts), "one_by_one_s": round(singles, 3), "one_batch_s": round(batched, 3),
+            "speedup": round(singles / batched, 3) if batched else None}

@@ -238,6 +238,18 @@ def run(args, preset: dict, items: list[str]) -> dict:
         def batching_on():
             return server("service-batching", SUMMARIZER_MAX_BATCH_SIZE="32")
 
+        def batching_off():
+            """The service with adaptive batching off, or None (the reason in state['start_errors'])."""
+            errors = state.setdefault("start_errors", {})
+            if "batching_off" in errors:
+                return None
+            try:
+                return server("service-no-batching", SUMMARIZER_MAX_BATCH_SIZE="1")
+            except RuntimeError as exc:  # reported by item 2; the other items still run
+                errors["batching_off"] = _start_error(exc)
+                log(f"  batching-off service did not start: {errors['batching_off']}")
+                return None
+
         # ---- 1. serving overhead
         def item_overhead():
             from bench.client import run_load
@@ -246,34 +258,48 @@ def run(args, preset: dict, items: list[str]) -> dict:
 
             engine = direct_engine()
             srv = batching_on()
+            # diagnostic: the same path without the batching dispatcher (shows what its wait costs at c=1)
+            off = batching_off() if "adaptive_batching" in items else None
             payloads = [{"dialogue": t} for t in overhead_texts]
-            run_load(srv.url + "/summarize", payloads[:2], 1)  # warm-up
+            for target in filter(None, (srv, off)):
+                run_load(target.url + "/summarize", payloads[:2], 1)  # warm-up
             engine.summarize(overhead_texts[:1], settings)
-            direct_p50, service_p50, rounds = [], [], []
+
+            def through(target) -> dict:
+                res = run_load(target.url + "/summarize", payloads, 1)
+                if res.ok == 0:
+                    raise RuntimeError(f"service answered {dict(res.statuses)}: {res.errors}")
+                if res.ok != len(payloads):
+                    log(f"  warning: service answered {dict(res.statuses)}: {res.errors[:1]}")
+                return {**res.to_json()["latency"], "statuses": dict(res.statuses)}
+
+            systems = ["direct", "service"] + (["service_no_batching"] if off else [])
+            p50 = {name: [] for name in systems}
+            rounds = []
             for r in range(preset["repeats"]):
                 pair = {}
-                for which in (("direct", "service") if r % 2 == 0 else ("service", "direct")):
+                for which in systems[r % len(systems):] + systems[: r % len(systems)]:
                     if which == "direct":
                         pair["direct"] = latency_stats(time_summaries(engine, overhead_texts, settings))
                     else:
-                        res = run_load(srv.url + "/summarize", payloads, 1)
-                        if res.ok == 0:
-                            raise RuntimeError(f"service answered {dict(res.statuses)}: {res.errors}")
-                        if res.ok != len(payloads):
-                            log(f"  warning: service answered {dict(res.statuses)}: {res.errors[:1]}")
-                        pair["service"] = {**res.to_json()["latency"], "statuses": dict(res.statuses)}
-                direct_p50.append(pair["direct"]["p50_s"])
-                service_p50.append(pair["service"]["p50_s"])
+                        pair[which] = through(srv if which == "service" else off)
+                    p50[which].append(pair[which]["p50_s"])
                 rounds.append(pair)
-                log(f"  overhead round {r + 1}: direct p50 {pair['direct']['p50_s'] * 1000:.1f} ms, "
-                    f"service p50 {pair['service']['p50_s'] * 1000:.1f} ms")
-            ratio = spread(ratios(service_p50, direct_p50))
+                log(f"  overhead round {r + 1}: " + ", ".join(f"{n} p50 {pair[n]['p50_s'] * 1000:.1f} ms"
+                                                              for n in systems))
+            ratio = spread(ratios(p50["service"], p50["direct"]))
             same = _service_matches_direct(srv.url, engine, overhead_texts[:3], settings)
-            return {"direct_p50_s": spread(direct_p50), "service_p50_s": spread(service_p50),
-                    "added_ms": spread([(s - d) * 1000 for s, d in zip(service_p50, direct_p50)]),
-                    "ratio": {**ratio, **verdict(ratio["median"], *TARGETS["serving_overhead"])},
-                    "rounds": rounds, "requests_per_round": len(payloads), "same_summaries": same,
-                    "direct": f"{type(engine).__name__}.summarize([dialogue]) in the benchmark process"}
+            out = {"direct_p50_s": spread(p50["direct"]), "service_p50_s": spread(p50["service"]),
+                   "added_ms": spread([(s - d) * 1000 for s, d in zip(p50["service"], p50["direct"])]),
+                   "ratio": {**ratio, **verdict(ratio["median"], *TARGETS["serving_overhead"])},
+                   "rounds": rounds, "requests_per_round": len(payloads), "same_summaries": same,
+                   "direct": f"{type(engine).__name__}.summarize([dialogue]) in the benchmark process"}
+            if off:
+                out["service_no_batching_p50_s"] = spread(p50["service_no_batching"])
+                out["ratio_no_batching"] = spread(ratios(p50["service_no_batching"], p50["direct"]))
+                out["batching_wait_ms"] = spread([(a - b) * 1000 for a, b in
+                                                  zip(p50["service"], p50["service_no_batching"])])
+            return out
 
         attempt("serving_overhead", item_overhead)
 
@@ -285,13 +311,9 @@ def run(args, preset: dict, items: list[str]) -> dict:
             from bench.servers import baseline_server
 
             systems = {"batching_on": batching_on()}
-            start_errors = {}
-            if "adaptive_batching" in items:
-                try:
-                    systems["batching_off"] = server("service-no-batching", SUMMARIZER_MAX_BATCH_SIZE="1")
-                except RuntimeError as exc:  # reported by item 2; item 3 still runs
-                    start_errors["batching_off"] = _start_error(exc)
-                    log(f"  batching-off service did not start: {start_errors['batching_off']}")
+            if "adaptive_batching" in items and batching_off() is not None:
+                systems["batching_off"] = batching_off()
+            start_errors = state.get("start_errors", {})
             if "vs_fastapi_pipeline" in items:
                 base = baseline_server(hf_dir, Engine.generate_kwargs(settings), logs, threads=threads,
                                        mode=args.baseline_mode)
@@ -355,6 +377,10 @@ def run(args, preset: dict, items: list[str]) -> dict:
                    "batch_sizes": t["batches"]}
             engine = direct_engine()
             out["engine_groups"] = _engine_groups(engine, settings, args.concurrency)
+            from bench.engine_bench import batching_bound
+
+            # the ceiling for item 2 on this machine: the engine itself, N singles vs one batch of N
+            out["engine_batching_bound"] = batching_bound(engine, load_texts[: args.concurrency], settings)
             return out
 
         def item_baseline():
@@ -520,6 +546,10 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
         r = items["adaptive_batching"]["throughput_ratio"]
         c = items["adaptive_batching"]["concurrency"]
         out.append((f"2 adaptive batching: throughput c={c} on / off", _ratio_cell(r), _target(r), _met(r)))
+        bound = items["adaptive_batching"].get("engine_batching_bound") or {}
+        if bound.get("speedup"):
+            out.append((f"2 (ceiling) engine alone: {bound['dialogues']} one by one / one batch",
+                        f"{bound['speedup']:.2f}x", "-", "-"))
     if not err("vs_fastapi_pipeline"):
         item = items["vs_fastapi_pipeline"]
         r, p = item["throughput_ratio"], item["p99_ratio"]
@@ -539,7 +569,8 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
                         "-", "-"))
         q = item.get("int8_quality")
         if q:
-            cell = "-" if q["rougeL_drop"] is None else f"{q['rougeL_drop']:+.2f} pts (worst set)"
+            n = sum(v["n"] for v in q["sets"].values())
+            cell = "-" if q["rougeL_drop"] is None else f"{q['rougeL_drop']:+.2f} pts (worst set; {n} dialogues)"
             out.append(("4 int8 ROUGE-L drop vs fp32 ONNX (eval suite)", cell, _target(q, " pts"), _met(q)))
     if not err("cold_start"):
         item = items["cold_start"]
@@ -611,6 +642,9 @@ def detail_rows(results: dict) -> list[tuple[str, str, str, str]]:
         o = items["serving_overhead"]
         out.append(("direct generate(), sequential", "-", _ratio_cell(o["direct_p50_s"], 3, " s"), "-"))
         out.append(("service, concurrency 1", "-", _ratio_cell(o["service_p50_s"], 3, " s"), "-"))
+        if o.get("service_no_batching_p50_s"):
+            out.append(("service without batching, concurrency 1", "-",
+                        _ratio_cell(o["service_no_batching_p50_s"], 3, " s"), "-"))
     c = results.get("concurrency")
     if "adaptive_batching" in items and "error" not in items["adaptive_batching"]:
         system(f"service, batching on, c={c}", items["adaptive_batching"]["batching_on"])
