@@ -33,8 +33,15 @@ telemetry.configure_bentoml()  # OTLP from the OTEL_* variables; off (and free) 
 # Fail at start-up, with the command that fixes it, rather than in BentoML's model resolution
 # (which would try a cloud download and report "no cloud context").
 get_model(CONFIG.model_tag)
-BACKEND_TRAFFIC = {"timeout": CONFIG.request_timeout_s, "max_concurrency": 10_000}
-BATCHING = dict(batchable=True, max_batch_size=CONFIG.max_batch_size, max_latency_ms=CONFIG.max_latency_ms)
+BACKEND_CONFIG = dict(
+    traffic={"timeout": CONFIG.request_timeout_s, "max_concurrency": 10_000},
+    # BentoML's dependency client replaces its HTTP session every 100 calls or 5 minutes by default and
+    # closes the old one under requests still in flight (they fail; bentoml/BentoML#5540): never recycle.
+    runner_connection={"max_requests": 2**31 - 1, "max_age": 1e9},
+)
+# BentoML refuses max_batch_size=1 on a batchable API: SUMMARIZER_MAX_BATCH_SIZE=1 means "no batching".
+BATCHING = (dict(batchable=True, max_batch_size=CONFIG.max_batch_size, max_latency_ms=CONFIG.max_latency_ms)
+            if CONFIG.max_batch_size > 1 else {})
 
 
 class _BackendService:
@@ -58,12 +65,12 @@ class _BackendService:
         return self.worker.status()
 
 
-@bentoml.service(name="summarizer_torch", resources={"gpu": 1}, traffic=BACKEND_TRAFFIC)
+@bentoml.service(name="summarizer_torch", resources={"gpu": 1}, **BACKEND_CONFIG)
 class TorchBackend(_BackendService):
     backend = "torch"
 
 
-@bentoml.service(name="summarizer_onnx", resources={"cpu": "2"}, traffic=BACKEND_TRAFFIC)
+@bentoml.service(name="summarizer_onnx", resources={"cpu": "2"}, **BACKEND_CONFIG)
 class OnnxBackend(_BackendService):
     backend = "onnx"
 

@@ -67,6 +67,21 @@ def test_async_client_concurrent_requests_are_batched(server):
     assert after["le1"] - before["le1"] < batches, "every batch had size 1"
 
 
+def test_sustained_concurrency_loses_no_request(server):
+    """Past 100 backend calls BentoML's client would recycle its HTTP session under in-flight requests."""
+    async def load():
+        async with httpx.AsyncClient(timeout=120) as http:
+            gate = asyncio.Semaphore(32)
+
+            async def one(i):
+                async with gate:
+                    return await http.post(server.url + "/summarize", json={"dialogue": f"A: ping {i}\nB: pong"})
+            return await asyncio.gather(*(one(i) for i in range(240)))
+
+    codes = [r.status_code for r in asyncio.run(load())]
+    assert codes.count(200) == 240, {c: codes.count(c) for c in set(codes)}
+
+
 BAD_INPUTS = [
     ("/summarize", {"dialogue": "   \n "}, "empty or whitespace"),
     ("/summarize", {"dialogue": ""}, "empty or whitespace"),
@@ -167,6 +182,14 @@ def test_error_in_primary_falls_back_and_without_fallback_is_a_503(tiny_model, s
         assert response.status_code == 503
         assert response.headers["retry-after"]
         assert "no fallback backend is configured" in response.json()["error"]
+
+
+def test_batching_can_be_turned_off(tiny_model, serve_env, tmp_path):
+    with ServedSummarizer(serve_env(tiny_model, SUMMARIZER_MAX_BATCH_SIZE="1"), tmp_path / "serve.log") as served:
+        with bentoml.SyncHTTPClient(served.url) as client:
+            assert client.summarize(dialogue=DIALOGUE)["summary"]
+            assert len(client.summarize_batch(dialogues=[DIALOGUE, DIALOGUE])["summaries"]) == 2
+        assert _batch_histogram(served.url)["count"] == 0  # BentoML's batcher never ran
 
 
 def test_missing_model_names_the_import_command(serve_env, tmp_path):
