@@ -12,7 +12,7 @@ EVAL_SUBSET ?= ci
 export BENTOML_DO_NOT_TRACK := true
 export SUMMARIZER_MODEL ?= $(MODEL)
 
-.PHONY: setup serve test import-default import-model train gate bento eval baseline collector clean
+.PHONY: setup serve test import-default import-model train gate bento eval baseline collector bench loadtest clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,15 @@ eval: import-default
 # Rewrite eval/baselines/<name>.json ('ci' and 'full') from the current model; review the diff, commit
 baseline: import-default
 	$(BIN)/python -m eval baseline --subset all
+
+# Benchmarks: service vs direct generate(), batching on/off, vs FastAPI + pipeline, ONNX vs PyTorch (+int8),
+# cold start and memory; prints a table, writes bench/results/*.json. `python -m bench --quick` for a smoke run.
+bench: import-default
+	$(BIN)/python -m bench
+
+# Load test with locust (headless): ramp 10 -> 50 users, then past capacity; cost per 1,000 requests/tokens
+loadtest: import-default
+	$(BIN)/python -m bench.loadtest
 
 # Local OTLP collector (rotel) on 127.0.0.1:4317 (gRPC) and :4318 (HTTP); prints what it receives.
 collector: setup

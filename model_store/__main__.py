@@ -43,6 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("verify", help="re-check a stored model's files against their sha256")
     p.add_argument("tag")
 
+    sub.add_parser("quantize", add_help=False,
+                   help="store a dynamically quantized int8 copy of a stored model's ONNX export "
+                        "(python -m model_store quantize --help)")
+
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["quantize"]:
+        from model_store.quantize import main as quantize_main
+        return quantize_main(argv[1:])
     args = parser.parse_args(argv)
     from model_store import store
 
