@@ -8,6 +8,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 3000
 MODEL  ?= dialogue-bart-small:latest
 EVAL_SUBSET ?= ci
+TRAIN_OUT ?= runs/default
 
 export BENTOML_DO_NOT_TRACK := true
 export SUMMARIZER_MODEL ?= $(MODEL)
@@ -40,7 +41,7 @@ test: setup
 
 # Retrain the default model (see model_store/default_model/README.md for the exact command used).
 train: setup
-	$(BIN)/python -m model_store.train_default --out runs/default --bf16 --resume
+	$(BIN)/python -m model_store.train_default --out $(TRAIN_OUT) --epochs 8 --bf16 --resume
 
 # ROUGE-L gate: the served model ($(MODEL)) against eval/baselines/<name>.json on the fixed seeded subset
 gate: import-default
