@@ -213,17 +213,24 @@ def gate_run(args):
 
 
 def cmd_gate(args, argv) -> int:
-    from eval.report import render_markdown
-
     _, run, gate, directory = gate_run(args)
-    print(render_markdown(run, gate, console=True))
-    print(f"report: {directory}/report.md (and report.json); {run.timing['total_s']:.0f} s")
-    if not gate.passed:
-        failed = "; ".join(f"{c.dataset}/{c.backend}/{c.metric}" for c in gate.failures())
-        print(f"ROUGE-L gate FAILED ({failed})", file=sys.stderr)
+    if not _report_verdict(run, gate, directory):
         return 1
     print("ROUGE-L gate passed")
     return 0
+
+
+def _report_verdict(run, gate, directory, failed_suffix: str = "") -> bool:
+    """Print the report and where it is; on failure, name what failed on stderr. True when the gate passed."""
+    from eval.report import render_markdown
+
+    print(render_markdown(run, gate, console=True))
+    print(f"report: {directory}/report.md (and report.json); {run.timing['total_s']:.0f} s")
+    if gate.passed:
+        return True
+    failed = "; ".join(f"{c.dataset}/{c.backend}/{c.metric}" for c in gate.failures())
+    print(f"ROUGE-L gate FAILED ({failed}){failed_suffix}", file=sys.stderr)
+    return False
 
 
 def bento_labels(run, gate) -> dict[str, str]:
@@ -251,7 +258,6 @@ def cmd_bento(args, argv) -> int:
     import bentoml
 
     from eval.datasets import REPO_ROOT
-    from eval.report import render_markdown
 
     bentofile = Path(args.bentofile)
     if not bentofile.is_absolute():
@@ -262,11 +268,7 @@ def cmd_bento(args, argv) -> int:
         raise ValueError("--set changes what is evaluated but not what the Bento serves (the model's own "
                          "generation_config.json): change the model, or gate with `python -m eval gate --set ...`")
     target, run, gate, directory = gate_run(args)
-    print(render_markdown(run, gate, console=True))
-    print(f"report: {directory}/report.md (and report.json)")
-    if not gate.passed:
-        failed = "; ".join(f"{c.dataset}/{c.backend}/{c.metric}" for c in gate.failures())
-        print(f"ROUGE-L gate FAILED ({failed}): no Bento built", file=sys.stderr)
+    if not _report_verdict(run, gate, directory, failed_suffix=": no Bento built"):
         return 1
     if target.tag is None:
         raise ValueError("a Bento packs a model from BentoML's store: pass --model as a tag, "
