@@ -41,12 +41,8 @@ def test_harness_quickest_run_writes_every_item(tiny_model, bentoml_home, tmp_pa
     assert set(data["items"]) == set(ITEM_KEYS)
     assert data["model"]["tag"] == tiny_model
     assert {"machine", "settings", "targets", "threads", "preset"} <= set(data)
-    known_service_bug = None
     for item, keys in ITEM_KEYS.items():
         entry = data["items"][item]
-        if item == "adaptive_batching" and "max_batch_size" in entry.get("error", ""):
-            known_service_bug = entry["error"]  # service.py cannot start with SUMMARIZER_MAX_BATCH_SIZE=1
-            continue
         assert "error" not in entry, (item, entry.get("error"), proc.stderr[-3000:])
         assert keys <= set(entry), (item, sorted(entry))
     assert data["items"]["gpu"].get("skipped") or data["items"]["gpu"].get("best_summaries_per_s")
@@ -54,9 +50,41 @@ def test_harness_quickest_run_writes_every_item(tiny_model, bentoml_home, tmp_pa
         assert key in data["items"]["serving_overhead"]["ratio"]
     assert data["items"]["serving_overhead"]["same_summaries"] == 1.0  # the service serves what generate() makes
     assert "1 serving overhead" in proc.stdout and "results:" in proc.stdout
-    if known_service_bug:
-        pytest.xfail(f"batching off cannot be measured: {known_service_bug}")
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_decoder_profile_splits_onnx_runtime_time_by_layer_part(tiny_model, bentoml_home, tmp_path):
+    out = tmp_path / "results"
+    cmd = [sys.executable, "-m", "bench.profile", "--model", tiny_model, "--batch-sizes", "1,4", "--dialogues", "4",
+           "--threads", "1",
+           "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=_env(bentoml_home, tmp_path), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads((out / "profile-latest.json").read_text())
+    one, four = data["batches"]
+    assert (one["batch_size"], one["calls"], four["batch_size"], four["calls"]) == (1, 4, 4, 1)
+    assert sum(four["groups_first_call"]) == 4 and one["dialogues"] == four["dialogues"] == 4
+    for row in (one, four):
+        shares = row["encoder_share"] + row["decoder_share"] + row["generate_loop_share"]
+        assert 0.97 <= shares <= 1.03, row  # the three parts account for the wall time
+        parts = row["decoder_parts_share"]
+        assert {"cross_attention", "self_attention", "feed_forward", "output_projection"} <= set(parts), parts
+        assert abs(sum(parts.values()) - 1.0) < 0.01
+    # four dialogues' beams read four times one dialogue's cross-attention keys and values (or more: padding)
+    assert four["cross_attention_bytes_per_step"] >= 3.9 * one["cross_attention_bytes_per_step"] > 0
+    assert "cross K/V per step" in proc.stdout
+
+
+def test_profile_assigns_onnx_nodes_to_layer_parts():
+    from bench.profile import part_of
+
+    assert part_of("/model/decoder/layers.0/encoder_attn/MatMul/MatMulScaleFusion//MatmulT") == "cross_attention"
+    assert part_of("/model/decoder/layers.2/self_attn/k_proj/MatMul") == "self_attention"
+    assert part_of("/model/decoder/layers.1/fc1/MatMul") == "feed_forward"
+    assert part_of("/lm_head/MatMul") == "output_projection"
+    assert part_of("/model/decoder/layers.1/final_layer_norm/LayerNormalization") == "other"
+    assert part_of("/model/decoder/layers.0/encoder_attn_layer_norm/LayerNormalization") == "other"
 
 
 def test_gpu_script_smoke_mode_on_cpu(tmp_path):
