@@ -13,7 +13,7 @@ TRAIN_OUT ?= runs/default
 export BENTOML_DO_NOT_TRACK := true
 export SUMMARIZER_MODEL ?= $(MODEL)
 
-.PHONY: setup serve test import-default import-model train gate bento eval baseline collector bench loadtest clean
+.PHONY: setup serve test import-default import-model train gate bento eval baseline collector bench loadtest profile clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,10 @@ bench: import-default
 # Load test with locust (headless): ramp 10 -> 50 users, then past capacity; cost per 1,000 requests/tokens
 loadtest: import-default
 	$(BIN)/python -m bench.loadtest
+
+# Where ONNX Runtime's time goes (encoder, decoder by layer part, generate() loop) at batch sizes 1, 8, 32
+profile: import-default
+	$(BIN)/python -m bench.profile
 
 # Local OTLP collector (rotel) on 127.0.0.1:4317 (gRPC) and :4318 (HTTP); prints what it receives.
 collector: setup
