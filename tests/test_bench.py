@@ -19,7 +19,8 @@ ITEM_KEYS = {
                       "int8_quality", "same_summaries_as_torch"},
     "serving_overhead": {"direct_p50_s", "service_p50_s", "ratio", "added_ms", "same_summaries"},
     "adaptive_batching": {"batching_on", "batching_off", "throughput_ratio", "batch_sizes", "engine_groups"},
-    "vs_fastapi_pipeline": {"service", "fastapi_pipeline", "throughput_ratio", "p99_ratio"},
+    "vs_fastapi_pipeline": {"service", "fastapi_pipeline", "throughput_ratio", "p99_ratio",
+                            "baseline_sequential_throughput_rps", "throughput_ratio_to_sequential_baseline"},
     "cold_start": {"cold_start_s", "memory_idle_after_one_request", "baseline_cold_start_s"},
     "gpu": set(),
 }
