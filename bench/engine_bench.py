@@ -18,17 +18,23 @@ from bench.common import ratios, spread
 
 def load_engines(hf_dir: Path, onnx_dir: Path, threads: int, int8_dir: Path | None = None,
                  untuned: bool = False, model_tag: str = "bench") -> dict:
-    """name -> engine. 'onnx_untuned' is the ONNX engine with the settings it had before tuning:
-    PyTorch's default thread pool in the generate() loop, spinning ONNX Runtime workers, and
-    transformers' per-step signature inspection (the ablation behind the tuning)."""
+    """name -> engine. 'onnx' is the engine as served (ONNX Runtime's BeamSearch operator when the model
+    has its graph); 'onnx_generate' the same ONNX graphs under transformers' generate() loop;
+    'onnx_untuned' that loop with the settings it had before tuning: PyTorch's default thread pool in
+    the generate() loop, spinning ONNX Runtime workers, and transformers' per-step signature inspection
+    (the ablations behind the two steps)."""
     from serving.engines import OnnxEngine, TorchEngine
 
     engines = {"torch": TorchEngine(hf_dir, model_tag, device="cpu", threads=threads),
                "onnx": OnnxEngine(hf_dir, model_tag, threads=threads, onnx_dir=onnx_dir)}
     if int8_dir is not None:
         engines["onnx_int8"] = OnnxEngine(hf_dir, model_tag, threads=threads, onnx_dir=int8_dir)
+    if engines["onnx"].search is not None:  # ablation: the same graphs under transformers' generate() loop
+        engines["onnx_generate"] = OnnxEngine(hf_dir, model_tag, threads=threads, onnx_dir=onnx_dir,
+                                              beam_search=False)
     if untuned:
-        engine = OnnxEngine(hf_dir, model_tag, threads=threads, onnx_dir=onnx_dir, spinning=True, torch_threads=0)
+        engine = OnnxEngine(hf_dir, model_tag, threads=threads, onnx_dir=onnx_dir, spinning=True, torch_threads=0,
+                            beam_search=False)
         model = engine.model
         model._get_logits_processor = type(model)._get_logits_processor.__get__(model)  # undo the cache
         engines["onnx_untuned"] = engine
@@ -53,13 +59,17 @@ def quantized_copy(hf_dir: Path, onnx_dir: Path):
 class ModelClock:
     """Time spent inside the model's own forward passes during generate(): ONNX Runtime session runs,
     or PyTorch module forwards (encoder + decoder steps). The rest of generate() is the loop around
-    them: beam search bookkeeping, logits processors, cache reordering, tokenizer and padding."""
+    them: beam search bookkeeping, logits processors, cache reordering, tokenizer and padding. With
+    ONNX Runtime's BeamSearch operator the whole search is one session run: "model" then includes
+    the operator's own (C++) loop, and the rest is tokenization, padding and decoding."""
 
     def __init__(self, engine) -> None:
         self.seconds = 0.0
         self.calls = 0
         self._undo: list[Callable[[], None]] = []
         model = engine.model
+        if getattr(engine, "search", None) is not None:  # BeamSearch operator: the loop runs inside it
+            self._wrap_session(engine.search)
         if hasattr(model, "encoder") and hasattr(model.encoder, "session"):  # optimum ORT model
             for part in (model.encoder, model.decoder, getattr(model, "decoder_with_past", None)):
                 if part is not None:

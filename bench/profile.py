@@ -1,16 +1,21 @@
-"""Where a batch's time goes inside ONNX Runtime: the decoder's operators by layer part, per batch size.
+"""Where a batch's time goes inside ONNX Runtime: encoder, decoder by layer part, loop; per batch size.
 
     python -m bench.profile                          batch sizes 1, 8, 32 of DialogSum test dialogues
     python -m bench.profile --batch-sizes 1,32 --model my-model:latest
+    python -m bench.profile --generate-loop          transformers' generate() around the ONNX graphs
 
 For each batch size, the same ``--dialogues`` DialogSum test dialogues, that many per ``Engine.generate``
-call (grouped by length inside a call as the service does), with ONNX Runtime's profiler on in the encoder and decoder sessions. Reported: milliseconds per
-dialogue (timed again without the profiler, which adds a cost per operator call), the share spent in ONNX Runtime versus the generate() loop around it, the decoder's time by
-layer part (cross-attention, self-attention, feed-forward, output projection, the rest) and the bytes of
-cross-attention keys and values every decoding step reads: beam search repeats each dialogue's encoder
-states once per beam, so a step reads ``dialogues x beams x layers x 2 x encoder length x d_model`` floats.
-That read is what the adaptive-batching item (``python -m bench``, item 2) runs into on a CPU: it grows with
-the batch, while the fixed cost per step that batching shares out is small on this model.
+call (grouped by length inside a call, as the service does), with ONNX Runtime's profiler on. The path
+profiled is the service's: ONNX Runtime's BeamSearch operator when the model has its graph (one session;
+its encoder nodes are named "e/..."), else (or with ``--generate-loop``) the encoder and decoder sessions
+under transformers' generate(). Reported: milliseconds per dialogue (timed again without the profiler,
+which adds a cost per operator call); the shares of the wall time in encoder operators, decoder operators
+and the rest ("loop": the beam search around the model, in C++ or Python, plus tokenization); the
+decoder's time by layer part (cross-attention, self-attention, feed-forward, output projection, the rest);
+and the bytes of cross-attention keys and values every decoding step reads: beam search repeats each
+dialogue's encoder states once per beam, so a step reads
+``dialogues x beams x layers x 2 x encoder length x d_model`` floats. That read grows with the batch and is
+what limits the adaptive-batching gain on a CPU (``python -m bench``, item 2).
 Results: a table on stdout, JSON in bench/results/profile-<time>.json (and profile-latest.json).
 """
 
@@ -41,43 +46,54 @@ def part_of(node_name: str) -> str:
     return "other"
 
 
-def profiled_engine(hf_dir: Path, onnx_dir: Path, threads: int, profile_dir: Path):
+def profiled_engine(hf_dir: Path, onnx_dir: Path, threads: int, profile_dir: Path, beam_search: bool = True):
     """The service's ONNX engine with ONNX Runtime's profiler on in its sessions."""
     import onnxruntime as ort
 
+    from model_store.beam_search import GRAPH_FILE
     from serving.engines import OnnxEngine
 
-    engine = OnnxEngine(hf_dir, "profile", threads=threads, onnx_dir=onnx_dir)
-    for part in (engine.model.encoder, engine.model.decoder):
+    engine = OnnxEngine(hf_dir, "profile", threads=threads, onnx_dir=onnx_dir, beam_search=beam_search)
+
+    def session(path: Path, name: str):
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.enable_profiling = True
-        options.profile_file_prefix = str(profile_dir / Path(part.path).stem)
-        part.session = ort.InferenceSession(str(part.path), options, providers=["CPUExecutionProvider"])
+        options.profile_file_prefix = str(profile_dir / name)
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    if engine.search is not None:
+        engine.search = session(onnx_dir / GRAPH_FILE, "beam_search")
+    for part in (engine.model.encoder, engine.model.decoder):
+        part.session = session(part.path, Path(part.path).stem)
     return engine
 
 
-def node_seconds(session, since_ns: int) -> tuple[float, dict[str, float]]:
-    """(seconds in session runs, seconds per layer part) from a session's ONNX Runtime profile, counting
-    only what started after ``since_ns`` (``time.time_ns()``, ONNX Runtime's clock: the warm-up is left out)."""
+def node_seconds(session, since_ns: int) -> tuple[float, dict[str, float], float]:
+    """(seconds in session runs, seconds per decoder layer part, seconds in encoder nodes) from a session's
+    ONNX Runtime profile, counting only what started after ``since_ns`` (``time.time_ns()``, ONNX Runtime's
+    clock: the warm-up is left out). In the BeamSearch graph, the encoder's nodes are those named "e/..."."""
     skip_us = (since_ns - session.get_profiling_start_time_ns()) / 1000
-    runs, parts = 0.0, defaultdict(float)
+    runs, parts, encoder = 0.0, defaultdict(float), 0.0
     for event in json.loads(Path(session.end_profiling()).read_text()):
         if event.get("ts", 0) < skip_us:
             continue
         if event.get("cat") == "Session" and event.get("name") == "model_run":
             runs += event["dur"] / 1e6
         elif (event.get("cat") == "Node" and event["name"].endswith("_kernel_time")
-              and event["args"].get("op_name") != "If"):  # If: the merged decoder's branch, counted inside
-            parts[part_of(event["name"])] += event["dur"] / 1e6
-    return runs, dict(parts)
+              and event["args"].get("op_name") not in ("If", "BeamSearch")):  # containers: counted inside
+            if event["name"].startswith("e/"):
+                encoder += event["dur"] / 1e6
+            else:
+                parts[part_of(event["name"])] += event["dur"] / 1e6
+    return runs, dict(parts), encoder
 
 
 def profile_batch(hf_dir: Path, onnx_dir: Path, texts: list[str], batch_size: int, warmup: list[str],
-                  threads: int, plain_engine) -> dict:
+                  threads: int, plain_engine, beam_search: bool = True) -> dict:
     """All of ``texts``, ``batch_size`` dialogues per generate() call, profiled; then timed unprofiled."""
     from transformers import AutoConfig
 
@@ -88,7 +104,7 @@ def profile_batch(hf_dir: Path, onnx_dir: Path, texts: list[str], batch_size: in
     config = AutoConfig.from_pretrained(hf_dir)
     calls = [texts[i:i + batch_size] for i in range(0, len(texts), batch_size)]
     with tempfile.TemporaryDirectory() as tmp:
-        engine = profiled_engine(hf_dir, onnx_dir, threads, Path(tmp))
+        engine = profiled_engine(hf_dir, onnx_dir, threads, Path(tmp), beam_search)
         now = time.time()
         groups = [engine.group(engine.encode([GenerationJob(text=t, settings=settings, enqueued_at=now)
                                               for t in call])) for call in calls]
@@ -97,8 +113,12 @@ def profile_batch(hf_dir: Path, onnx_dir: Path, texts: list[str], batch_size: in
         t0 = time.perf_counter()
         results = [r for call in calls for r in engine.summarize(call, settings)]
         wall = time.perf_counter() - t0
-        enc_run, _ = node_seconds(engine.model.encoder.session, since)
-        dec_run, parts = node_seconds(engine.model.decoder.session, since)
+        if engine.search is not None:  # one graph: encoder nodes, decoder nodes, the operator's C++ loop
+            _, parts, enc_run = node_seconds(engine.search, since)
+            dec_run = sum(parts.values())
+        else:
+            enc_run, _, _ = node_seconds(engine.model.encoder.session, since)
+            dec_run, parts, _ = node_seconds(engine.model.decoder.session, since)
     # the profiler adds a fixed cost per operator call, which weighs most at batch 1: time without it too
     t0 = time.perf_counter()
     for call in calls:
@@ -110,6 +130,7 @@ def profile_batch(hf_dir: Path, onnx_dir: Path, texts: list[str], batch_size: in
                    for call in groups]
     dec_parts = sum(parts.values()) or 1.0
     return {"batch_size": batch_size, "dialogues": len(texts), "calls": len(calls),
+            "path": "BeamSearch operator" if engine.search is not None else "transformers generate()",
             "groups_first_call": [len(g) for g in groups[0]],
             "s_per_dialogue": round(unprofiled / len(texts), 4),
             "s_per_dialogue_profiled": round(wall / len(texts), 4),
@@ -129,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-sizes", default="1,8,32", help="comma list of dialogues per generate call")
     parser.add_argument("--dialogues", type=int, default=32,
                         help="dialogues run at every batch size (default 32; at least the largest size)")
+    parser.add_argument("--generate-loop", action="store_true",
+                        help="profile transformers' generate() loop around the ONNX graphs, not the BeamSearch "
+                             "operator the service runs")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (default: all cores)")
     parser.add_argument("--out", help="results directory (default: bench/results)")
     args = parser.parse_args(argv)
@@ -151,11 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     hf_dir, onnx_dir = Path(stored.path) / HF_SUBDIR, Path(stored.path) / ONNX_SUBDIR
     from serving.engines import OnnxEngine, default_settings
 
-    plain = OnnxEngine(hf_dir, "profile", threads=threads, onnx_dir=onnx_dir)
+    plain = OnnxEngine(hf_dir, "profile", threads=threads, onnx_dir=onnx_dir, beam_search=not args.generate_loop)
     plain.summarize(warmup, default_settings(hf_dir))
     rows = []
     for size in sizes:
-        row = profile_batch(hf_dir, onnx_dir, texts, size, warmup, threads, plain)
+        row = profile_batch(hf_dir, onnx_dir, texts, size, warmup, threads, plain, not args.generate_loop)
         rows.append(row)
         print(f"batch {size}: {row['s_per_dialogue'] * 1000:.0f} ms/dialogue", file=sys.stderr, flush=True)
     results = {"created": now_iso(), "git": git_revision(), "command": "python -m bench.profile " + " ".join(
@@ -170,8 +194,9 @@ def main(argv: list[str] | None = None) -> int:
 def render(results: dict) -> str:
     parts = [p for p, _ in PARTS] + ["other"]
     header = ["batch", "groups (first call)", "ms/dialogue", "encoder", "decoder", "loop"] + parts + ["cross K/V per step"]
-    lines = [f"{results['model']}, ONNX Runtime, {results['threads']} threads; decoder parts as shares of "
-             "the decoder's operator time", " | ".join(header)]
+    path = results["batches"][0]["path"] if results["batches"] else "?"
+    lines = [f"{results['model']}, ONNX Runtime ({path}), {results['threads']} threads; decoder parts as "
+             "shares of the decoder's operator time; 'loop': the rest of the wall time", " | ".join(header)]
     for row in results["batches"]:
         cells = [str(row["batch_size"]), "+".join(map(str, row["groups_first_call"])), f"{row['s_per_dialogue'] * 1000:.0f}",
                  f"{row['encoder_share']:.0%}", f"{row['decoder_share']:.0%}", f"{row['generate_loop_share']:.0%}"]

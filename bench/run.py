@@ -580,6 +580,9 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
         out.append(("4 ONNX Runtime / PyTorch latency (CPU, batch 1)", _ratio_cell(r), _target(r), _met(r)))
         r = item["int8_latency_ratio"]
         out.append(("4 int8 ONNX / PyTorch latency", _ratio_cell(r), _target(r), _met(r)))
+        if "onnx_generate" in item["ratio_to_torch"]:
+            out.append(("4 (ablation) ONNX under transformers' generate() loop / PyTorch",
+                        _ratio_cell(item["ratio_to_torch"]["onnx_generate"]), "-", "-"))
         if "onnx_untuned" in item["ratio_to_torch"]:
             out.append(("4 (ablation) ONNX before tuning / PyTorch", _ratio_cell(item["ratio_to_torch"]["onnx_untuned"]),
                         "-", "-"))
@@ -672,7 +675,8 @@ def detail_rows(results: dict) -> list[tuple[str, str, str, str]]:
     if "onnx_vs_torch" in items and "error" not in items["onnx_vs_torch"]:
         for name, s in items["onnx_vs_torch"]["latency_s"].items():
             b = items["onnx_vs_torch"]["breakdown"].get(name, {})
-            out.append((f"engine {name}, batch 1 (model forward {b.get('model_share', 0) * 100:.0f}% of time)", "-",
+            share = b.get("model_share", 0) * 100
+            out.append((f"engine {name}, batch 1 (in the model/runtime {share:.0f}% of time)", "-",
                         _ratio_cell(s, 3, " s"), "-"))
     return out
 

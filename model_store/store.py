@@ -92,8 +92,10 @@ def fetch_hf_files(source: str, dest: Path, revision: str | None = None) -> str:
     return kind
 
 
-def export_onnx(hf_dir: Path, dest: Path) -> None:
-    """optimum's seq2seq export with the decoder key/value cache (task text2text-generation-with-past)."""
+def export_onnx(hf_dir: Path, dest: Path, beam_search: bool = True) -> None:
+    """optimum's seq2seq export with the decoder key/value cache (task text2text-generation-with-past),
+    and (``beam_search``) the same encoder and decoder inside ONNX Runtime's BeamSearch operator
+    (model_store/beam_search.py), which the ONNX engine runs instead of transformers' generate() loop."""
     from optimum.exporters.onnx import main_export
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -105,6 +107,10 @@ def export_onnx(hf_dir: Path, dest: Path) -> None:
         missing = [n for n in ONNX_KEEP[:2] if not (dest / n).exists()]
         if missing:
             raise RuntimeError(f"ONNX export did not produce {missing}")
+    if beam_search:
+        from model_store.beam_search import export_beam_search
+
+        export_beam_search(hf_dir, dest)
 
 
 def import_model(source: str, name: str, labels: dict[str, str] | None = None, revision: str | None = None,
@@ -149,7 +155,8 @@ def import_model(source: str, name: str, labels: dict[str, str] | None = None, r
             "context_tokens": int(getattr(config, "max_position_embeddings", 1024)),
             "generation_defaults": generation,
             "onnx": {"exported": onnx, "files": [f for f in files if f.startswith(ONNX_SUBDIR + "/")],
-                     "task": "text2text-generation-with-past", "decoder": "merged, with key/value cache"},
+                     "task": "text2text-generation-with-past", "decoder": "merged, with key/value cache",
+                     "beam_search": f"{ONNX_SUBDIR}/beam_search.onnx" in files},
             "sha256": files,
             "library_versions": _versions(),
         }

@@ -226,13 +226,19 @@ class OnnxEngine(Engine):
     times the CPU of the model itself. So: the PyTorch side of generate() runs on ``torch_threads``
     threads (1), ONNX Runtime's workers do not spin-wait unless ``spinning`` is set, and the per-step
     ``inspect.signature`` calls of transformers' logits-processor list are made once per processor.
+
+    That loop still cost a third of a summary, in Python. So when the stored model carries
+    ``onnx/beam_search.onnx`` (model_store/beam_search.py: the same encoder and decoder inside ONNX
+    Runtime's BeamSearch operator), beam search with the model's n-gram rule runs there, in C++, with the
+    same tokens as generate(); other settings (one beam, another n-gram size) and older stored models
+    take generate(). ``beam_search=False`` turns the operator off.
     """
 
     backend = "onnx-cpu"
 
     def __init__(self, model_dir: str | os.PathLike, model_tag: str = "local", threads: int = 0,
                  onnx_dir: str | os.PathLike | None = None, spinning: bool = False,
-                 torch_threads: int = 1) -> None:
+                 torch_threads: int = 1, beam_search: bool = True) -> None:
         import onnxruntime as ort
         from optimum.onnxruntime import ORTModelForSeq2SeqLM
 
@@ -251,8 +257,56 @@ class OnnxEngine(Engine):
         self.model = ORTModelForSeq2SeqLM.from_pretrained(onnx_path, provider="CPUExecutionProvider",
                                                           session_options=options, use_cache=True)
         self._cache_processor_signatures(self.model)
+        # The whole beam search in ONNX Runtime (model_store/beam_search.py), when the model has it.
+        from model_store.beam_search import GRAPH_FILE, read_info
+
+        self.search_info = read_info(onnx_path) if beam_search else None
+        self.search = (ort.InferenceSession(str(onnx_path / GRAPH_FILE), options, providers=["CPUExecutionProvider"])
+                       if self.search_info else None)
+
+    def runs_in_onnx_runtime(self, settings: GenerationSettings) -> bool:
+        """Whether ONNX Runtime's BeamSearch operator serves these settings (else transformers' generate()):
+        its n-gram rule is fixed when the graph is built, and one beam is greedy search in transformers."""
+        return (self.search is not None and settings.num_beams > 1
+                and settings.no_repeat_ngram_size == self.search_info["no_repeat_ngram_size"])
 
     def predict(self, input_ids, attention_mask, settings):
+        if self.runs_in_onnx_runtime(settings):
+            return self._beam_search(input_ids, attention_mask, settings)
+        return self._generate(input_ids, attention_mask, settings)
+
+    def _beam_search(self, input_ids, attention_mask, settings):
+        import numpy as np
+        import torch
+
+        info = self.search_info
+        forced_eos = info["forced_eos_token_id"]
+        # transformers counts new tokens; the operator counts the decoder sequence with its start token.
+        # With a forced end token, transformers' last step can only be that token: the operator stops one
+        # step earlier and the end token is appended below, so both rank the beams on the same tokens.
+        max_length = settings.max_new_tokens + (0 if forced_eos is not None else 1)
+        feeds = {"input_ids": input_ids.numpy().astype(np.int32),
+                 "attention_mask": attention_mask.numpy().astype(np.int32),
+                 "max_length": np.array([max_length], np.int32),
+                 "min_length": np.array([min(settings.min_new_tokens + 1, max_length)], np.int32),
+                 "num_beams": np.array([settings.num_beams], np.int32),
+                 "num_return_sequences": np.array([1], np.int32),
+                 "length_penalty": np.array([settings.length_penalty], np.float32),
+                 "repetition_penalty": np.array([1.0], np.float32)}
+        if info["forced_bos_token_id"] is not None:  # transformers forces the first token; the mask does
+            mask = np.zeros((input_ids.shape[0], info["vocab_size"]), np.int32)
+            mask[:, info["forced_bos_token_id"]] = 1
+            feeds["prefix_vocab_mask"] = mask
+        sequences = self.search.run(None, feeds)[0][:, 0, :]
+        if forced_eos is not None and sequences.shape[1] == max_length:
+            unfinished = ~(sequences[:, 1:] == info["eos_token_id"]).any(axis=1)
+            if unfinished.any():
+                end = np.full((sequences.shape[0], 1), info["pad_token_id"], sequences.dtype)
+                end[unfinished, 0] = forced_eos
+                sequences = np.concatenate([sequences, end], axis=1)
+        return torch.from_numpy(sequences.astype(np.int64))
+
+    def _generate(self, input_ids, attention_mask, settings):
         import torch
 
         before = torch.get_num_threads()

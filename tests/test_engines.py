@@ -84,3 +84,83 @@ def test_grouping_splits_by_settings_and_bounds_padding():
 def _job(text, settings):
     from serving.protocol import GenerationJob
     return GenerationJob(text=text, settings=settings, enqueued_at=0.0)
+
+
+# --- ONNX Runtime's BeamSearch operator (model_store/beam_search.py) against transformers' generate() loop
+
+
+@pytest.fixture(scope="module")
+def loop_engine(tiny_model):
+    """The ONNX engine with its BeamSearch graph turned off: optimum's model under transformers' generate()."""
+    stored = bentoml.models.get(tiny_model)
+    return OnnxEngine(stored.path_of(HF_SUBDIR), tiny_model, threads=1, onnx_dir=stored.path_of(ONNX_SUBDIR),
+                      beam_search=False)
+
+
+def test_import_stores_a_beam_search_graph(tiny_model, engines):
+    stored = bentoml.models.get(tiny_model)
+    assert stored.info.metadata["onnx"]["beam_search"] is True
+    assert "onnx/beam_search.onnx" in stored.info.metadata["sha256"]
+    _, onnx_engine = engines
+    assert onnx_engine.search is not None and onnx_engine.search_info["no_repeat_ngram_size"] == 3
+
+
+@pytest.mark.parametrize("update", [{}, {"length_penalty": 2.0}, {"min_new_tokens": 12}, {"num_beams": 2}])
+def test_beam_search_operator_gives_the_generate_loops_tokens(engines, loop_engine, update):
+    _, onnx_engine = engines
+    settings = onnx_engine.defaults.model_copy(update=update)
+    assert onnx_engine.runs_in_onnx_runtime(settings) and not loop_engine.runs_in_onnx_runtime(settings)
+    jobs = onnx_engine.encode([_job(t, settings) for t in DIALOGUES])
+    ids, mask, _ = onnx_engine._pad(jobs)  # one padded batch of three lengths
+    a = onnx_engine.predict(ids, mask, settings).tolist()
+    b = loop_engine.predict(ids, mask, settings).tolist()
+    pad = onnx_engine.tokenizer.pad_token_id
+    assert [[t for t in row if t != pad] for row in a] == [[t for t in row if t != pad] for row in b]
+    if "min_new_tokens" in update:
+        assert all(len([t for t in row if t != pad]) >= 12 for row in a)
+
+
+def test_settings_the_operator_cannot_take_go_through_the_generate_loop(engines):
+    torch_engine, onnx_engine = engines
+    for update in ({"no_repeat_ngram_size": 2}, {"num_beams": 1}):
+        settings = onnx_engine.defaults.model_copy(update=update)
+        assert not onnx_engine.runs_in_onnx_runtime(settings)
+        assert ([r.summary for r in onnx_engine.summarize(DIALOGUES, settings)]
+                == [r.summary for r in torch_engine.summarize(DIALOGUES, settings)])
+
+
+def test_summaries_cut_at_max_new_tokens_end_with_the_forced_end_token(engines):
+    _, onnx_engine = engines
+    settings = onnx_engine.defaults.model_copy(update={"max_new_tokens": 6, "min_new_tokens": 6})
+    assert onnx_engine.runs_in_onnx_runtime(settings)
+    jobs = onnx_engine.encode([_job(t, settings) for t in DIALOGUES])
+    ids, mask, _ = onnx_engine._pad(jobs)
+    for row in onnx_engine.predict(ids, mask, settings).tolist():
+        assert len(row) == 7 and row[-1] == 2  # start token, 5 tokens, forced end-of-sequence (as transformers)
+
+
+def test_a_model_stored_without_the_graph_is_served_by_the_generate_loop(tiny_model, engines, tmp_path):
+    import shutil
+
+    stored = bentoml.models.get(tiny_model)
+    onnx_dir = tmp_path / "onnx"
+    shutil.copytree(stored.path_of(ONNX_SUBDIR), onnx_dir, ignore=shutil.ignore_patterns("beam_search.*"))
+    engine = OnnxEngine(stored.path_of(HF_SUBDIR), tiny_model, threads=1, onnx_dir=onnx_dir)
+    assert engine.search is None and not engine.runs_in_onnx_runtime(engine.defaults)
+    _, onnx_engine = engines
+    assert ([r.summary for r in engine.summarize(DIALOGUES)]
+            == [r.summary for r in onnx_engine.summarize(DIALOGUES)])
+
+
+def test_shipped_model_beam_search_operator_matches_generate_loop_on_dialogsum(default_model):
+    from bench.common import load_dialogues
+
+    stored = bentoml.models.get(default_model)
+    hf, onnx = stored.path_of(HF_SUBDIR), stored.path_of(ONNX_SUBDIR)
+    fast = OnnxEngine(hf, default_model, threads=1, onnx_dir=onnx)
+    loop = OnnxEngine(hf, default_model, threads=1, onnx_dir=onnx, beam_search=False)
+    texts = load_dialogues(16, seed=11)
+    assert fast.runs_in_onnx_runtime(fast.defaults)
+    a, b = fast.summarize(texts), loop.summarize(texts)
+    assert [r.summary for r in a] == [r.summary for r in b]
+    assert [r.output_tokens for r in a] == [r.output_tokens for r in b]
