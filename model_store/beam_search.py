@@ -4,8 +4,9 @@ encoder and decoder that optimum exports.
 Why: on a CPU, transformers' ``generate()`` spends about a third of a summary in its Python loop around the
 model (beam bookkeeping, logits processors, cache reordering), the same for PyTorch and ONNX Runtime
 (``python -m bench``, item 4). ONNX Runtime's BeamSearch operator runs that loop in C++. Its summaries are
-the ``generate()`` path's, token for token (tests/test_engines.py, on the tiny and the shipped model; the
-engine appends BART's forced end token the way transformers does, see ``OnnxEngine._beam_search``).
+the ``generate()`` path's (tests/test_engines.py, on the tiny and the shipped model; the engine appends
+BART's forced end token the way transformers does, see ``OnnxEngine._beam_search``), except where two
+beams are within float rounding of each other: 7 of the eval suite's 1,318 summaries differ.
 
 ONNX Runtime's own converter (``onnxruntime.transformers.convert_generation``) covers GPT-2 and T5; its BART
 scripts are not in the wheel. The operator takes an encoder-decoder (``model_type=1``) as two subgraphs with
