@@ -20,6 +20,7 @@ def load_engines(hf_dir: Path, onnx_dir: Path, threads: int, int8_dir: Path | No
                  untuned: bool = False, model_tag: str = "bench") -> dict:
     """name -> engine. 'onnx' is the engine as served (ONNX Runtime's BeamSearch operator when the model
     has its graph); 'onnx_generate' the same ONNX graphs under transformers' generate() loop;
+    'onnx_no_spin' the operator with ONNX Runtime's workers sleeping between operators (no spin-waiting);
     'onnx_untuned' that loop with the settings it had before tuning: PyTorch's default thread pool in
     the generate() loop, spinning ONNX Runtime workers, and transformers' per-step signature inspection
     (the ablations behind the two steps)."""
@@ -32,6 +33,9 @@ def load_engines(hf_dir: Path, onnx_dir: Path, threads: int, int8_dir: Path | No
     if engines["onnx"].search is not None:  # ablation: the same graphs under transformers' generate() loop
         engines["onnx_generate"] = OnnxEngine(hf_dir, model_tag, threads=threads, onnx_dir=onnx_dir,
                                               beam_search=False)
+        if untuned:  # ablation: the operator with ONNX Runtime's workers sleeping between operators
+            engines["onnx_no_spin"] = OnnxEngine(hf_dir, model_tag, threads=threads, onnx_dir=onnx_dir,
+                                                 search_spinning=False)
     if untuned:
         engine = OnnxEngine(hf_dir, model_tag, threads=threads, onnx_dir=onnx_dir, spinning=True, torch_threads=0,
                             beam_search=False)
@@ -50,7 +54,7 @@ def quantized_copy(hf_dir: Path, onnx_dir: Path):
     tmp = Path(tempfile.mkdtemp(prefix="bench-int8-"))
     try:
         (tmp / "hf").symlink_to(Path(hf_dir).resolve(), target_is_directory=True)
-        quantize_onnx_dir(onnx_dir, tmp / "onnx")
+        quantize_onnx_dir(onnx_dir, tmp / "onnx", hf_dir=hf_dir)
         yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -51,24 +51,20 @@ def profiled_engine(hf_dir: Path, onnx_dir: Path, threads: int, profile_dir: Pat
     import onnxruntime as ort
 
     from model_store.beam_search import GRAPH_FILE
-    from serving.engines import OnnxEngine
+    from serving.engines import OnnxEngine, session_options
 
     engine = OnnxEngine(hf_dir, "profile", threads=threads, onnx_dir=onnx_dir, beam_search=beam_search)
 
-    def session(path: Path, name: str):
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    def session(path: Path, name: str, spinning: bool):
+        options = session_options(ort, threads, spinning, stop_spinning_after_run=True)
         options.enable_profiling = True
         options.profile_file_prefix = str(profile_dir / name)
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
-    if engine.search is not None:
-        engine.search = session(onnx_dir / GRAPH_FILE, "beam_search")
+    if engine.search is not None:  # as the engine: spin-waiting inside a run, the generate() loop's not
+        engine.search = session(onnx_dir / GRAPH_FILE, "beam_search", spinning=True)
     for part in (engine.model.encoder, engine.model.decoder):
-        part.session = session(part.path, Path(part.path).stem)
+        part.session = session(part.path, Path(part.path).stem, spinning=False)
     return engine
 
 

@@ -580,6 +580,9 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
         out.append(("4 ONNX Runtime / PyTorch latency (CPU, batch 1)", _ratio_cell(r), _target(r), _met(r)))
         r = item["int8_latency_ratio"]
         out.append(("4 int8 ONNX / PyTorch latency", _ratio_cell(r), _target(r), _met(r)))
+        if "onnx_no_spin" in item["ratio_to_torch"]:
+            out.append(("4 (ablation) ONNX BeamSearch, workers sleeping between operators / PyTorch",
+                        _ratio_cell(item["ratio_to_torch"]["onnx_no_spin"]), "-", "-"))
         if "onnx_generate" in item["ratio_to_torch"]:
             out.append(("4 (ablation) ONNX under transformers' generate() loop / PyTorch",
                         _ratio_cell(item["ratio_to_torch"]["onnx_generate"]), "-", "-"))

@@ -28,20 +28,32 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 GRAPH_FILE = "beam_search.onnx"
 INFO_FILE = "beam_search.json"
 
 
-def export_beam_search(hf_dir: str | Path, onnx_dir: str | Path) -> Path:
-    """Export ``hf_dir`` with optimum (split decoders) and write ``onnx_dir``/beam_search.onnx (+ .json)."""
+def export_beam_search(hf_dir: str | Path, onnx_dir: str | Path,
+                       transform: Callable[[Path, Path], None] | None = None) -> Path:
+    """Export ``hf_dir`` with optimum (split decoders) and write ``onnx_dir``/beam_search.onnx (+ .json).
+
+    ``transform(split_dir, out_dir)``, when given, rewrites the three split graphs (same file names) before
+    they are wired, e.g. int8 quantization (model_store/quantize.py): done on the split graphs, it also
+    reaches the weights that the operator's two subgraphs share, which wiring moves to the outer graph."""
     from optimum.exporters.onnx import main_export
 
     with tempfile.TemporaryDirectory() as tmp:
-        main_export(str(hf_dir), output=tmp, task="text2text-generation-with-past", do_validation=False,
+        split = Path(tmp) / "split"
+        main_export(str(hf_dir), output=split, task="text2text-generation-with-past", do_validation=False,
                     no_post_process=True)
-        return build_beam_search(Path(tmp), hf_dir, onnx_dir)
+        if transform is not None:
+            transformed = Path(tmp) / "transformed"
+            transformed.mkdir()
+            transform(split, transformed)
+            split = transformed
+        return build_beam_search(split, hf_dir, onnx_dir)
 
 
 def build_beam_search(split_dir: str | Path, hf_dir: str | Path, onnx_dir: str | Path) -> Path:
@@ -128,7 +140,7 @@ def build_beam_search(split_dir: str | Path, hf_dir: str | Path, onnx_dir: str |
             outputs.append(cache(f"present_{kv}_self_{i}", "total_len"))
     decoder_graph = helper.make_graph(nodes, "decoder step", inputs, outputs, list(step.initializer))
 
-    shared = _share_weights(encoder_graph, decoder_graph)
+    shared = _share_weights(encoder_graph, decoder_graph, config.d_model)
 
     node_inputs = ["input_ids", "max_length", "min_length", "num_beams", "num_return_sequences",
                    "length_penalty", "repetition_penalty", "", "prefix_vocab_mask" if forced_bos is not None else "",
@@ -162,7 +174,7 @@ def build_beam_search(split_dir: str | Path, hf_dir: str | Path, onnx_dir: str |
     return target
 
 
-def _share_weights(encoder_graph, decoder_graph) -> list:
+def _share_weights(encoder_graph, decoder_graph, d_model: int) -> list:
     """Store each weight once: BART ties its embeddings and output projection, and both subgraphs carry the
     decoder's weights. Uses ONNX Runtime's own helpers (as its T5 converter does); returns the initializers
     the two subgraphs now share, for the main graph (subgraphs read them from the outer scope)."""
@@ -177,7 +189,9 @@ def _share_weights(encoder_graph, decoder_graph) -> list:
         OnnxModel(model).remove_duplicated_initializer(cache)
         graph.CopyFrom(model.graph)
         caches.append(cache)
-    return remove_shared_initializers(decoder_graph, encoder_graph, shared_prefix="shared/",
+    # min_elements is compared with the *sum* of a tensor's dimensions: its default (1024) would leave every
+    # 256 x 256 attention matrix of a small BART duplicated; d_model shares every matrix and d_model vector.
+    return remove_shared_initializers(decoder_graph, encoder_graph, shared_prefix="shared/", min_elements=d_model,
                                       signature_cache1=caches[1], signature_cache2=caches[0])
 
 

@@ -216,6 +216,19 @@ class TorchEngine(Engine):
         return out.cpu()
 
 
+def session_options(ort, threads: int, spinning: bool, stop_spinning_after_run: bool = False):
+    """ONNX Runtime options of the engine's sessions (also bench.profile's, so it profiles the same)."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    if spinning and stop_spinning_after_run:
+        options.add_session_config_entry("session.force_spinning_stop", "1")
+    return options
+
+
 class OnnxEngine(Engine):
     """ONNX Runtime on CPU: optimum's export (encoder + merged decoder with its key/value cache).
 
@@ -232,14 +245,15 @@ class OnnxEngine(Engine):
     Runtime's BeamSearch operator), beam search with the model's n-gram rule runs there, in C++: the
     summaries are generate()'s but for near-ties between beams (7 of the eval suite's 1,318 differ:
     float rounding); other settings (one beam, another n-gram size) and older stored models
-    take generate(). ``beam_search=False`` turns the operator off.
+    take generate(). ``beam_search=False`` turns the operator off. Its session's workers spin-wait during
+    a run (``search_spinning``) and stop when it returns.
     """
 
     backend = "onnx-cpu"
 
     def __init__(self, model_dir: str | os.PathLike, model_tag: str = "local", threads: int = 0,
                  onnx_dir: str | os.PathLike | None = None, spinning: bool = False,
-                 torch_threads: int = 1, beam_search: bool = True) -> None:
+                 torch_threads: int = 1, beam_search: bool = True, search_spinning: bool = True) -> None:
         import onnxruntime as ort
         from optimum.onnxruntime import ORTModelForSeq2SeqLM
 
@@ -248,12 +262,7 @@ class OnnxEngine(Engine):
         if not (onnx_path / "encoder_model.onnx").exists():
             raise FileNotFoundError(f"no ONNX export at {onnx_path}: re-import the model with "
                                     "`python -m model_store import` (it exports with optimum)")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        options = session_options(ort, threads or (os.cpu_count() or 1), spinning)
         self.torch_threads = torch_threads
         self.model = ORTModelForSeq2SeqLM.from_pretrained(onnx_path, provider="CPUExecutionProvider",
                                                           session_options=options, use_cache=True)
@@ -262,8 +271,16 @@ class OnnxEngine(Engine):
         from model_store.beam_search import GRAPH_FILE, read_info
 
         self.search_info = read_info(onnx_path) if beam_search else None
-        self.search = (ort.InferenceSession(str(onnx_path / GRAPH_FILE), options, providers=["CPUExecutionProvider"])
-                       if self.search_info else None)
+        self.search = None
+        if self.search_info:
+            # One run is the whole search: hundreds of small operators per decoding step, each split across
+            # the pool. Waking a sleeping worker for each costs more than the operator (measured: 25 % of a
+            # summary); spin-waiting inside the run, and stopping as soon as the run returns (no Python loop
+            # runs between steps here to compete with), does not.
+            search_options = session_options(ort, options.intra_op_num_threads, spinning=search_spinning,
+                                             stop_spinning_after_run=True)
+            self.search = ort.InferenceSession(str(onnx_path / GRAPH_FILE), search_options,
+                                               providers=["CPUExecutionProvider"])
 
     def runs_in_onnx_runtime(self, settings: GenerationSettings) -> bool:
         """Whether ONNX Runtime's BeamSearch operator serves these settings (else transformers' generate()):

@@ -101,6 +101,11 @@ def test_import_stores_a_beam_search_graph(tiny_model, engines):
     stored = bentoml.models.get(tiny_model)
     assert stored.info.metadata["onnx"]["beam_search"] is True
     assert "onnx/beam_search.onnx" in stored.info.metadata["sha256"]
+    import onnx
+
+    graph = onnx.load(stored.path_of(f"{ONNX_SUBDIR}/beam_search.onnx"))
+    assert len(graph.graph.initializer) > 10  # the decoder's weights, shared by both subgraphs
+    assert _weights_stored_twice(graph) == []
     _, onnx_engine = engines
     assert onnx_engine.search is not None and onnx_engine.search_info["no_repeat_ngram_size"] == 3
 
@@ -164,3 +169,88 @@ def test_shipped_model_beam_search_operator_matches_generate_loop_on_dialogsum(d
     a, b = fast.summarize(texts), loop.summarize(texts)
     assert [r.summary for r in a] == [r.summary for r in b]
     assert [r.output_tokens for r in a] == [r.output_tokens for r in b]
+
+
+# --- int8 (model_store/quantize.py): every weight product of the BeamSearch graph, including shared weights
+
+
+def _fp32_weight_matmuls(model) -> list[str]:
+    """Names of MatMul nodes (in the graph and all its subgraphs) whose weight is a constant: the products
+    that int8 quantization should have replaced. Subgraphs read shared weights from the outer graph."""
+    import onnx
+
+    found = []
+
+    def walk(graph, outer: set[str]) -> None:
+        constants = outer | {i.name for i in graph.initializer}
+        for node in graph.node:
+            if node.op_type == "MatMul" and len(node.input) > 1 and node.input[1] in constants:
+                found.append(node.name)
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    walk(attr.g, constants)
+
+    walk(model.graph, set())
+    return found
+
+
+def _weights_stored_twice(model, min_elements: int = 256) -> list[str]:
+    """Names of weight tensors (at least ``min_elements`` values) whose bytes another initializer, in any
+    graph or subgraph, already holds."""
+    import hashlib
+
+    import onnx
+
+    seen: dict[tuple, str] = {}
+    twice = []
+
+    def walk(graph) -> None:
+        for tensor in graph.initializer:
+            size = 1
+            for d in tensor.dims:
+                size *= d
+            if size >= min_elements:
+                key = (tensor.data_type, tuple(tensor.dims), hashlib.sha256(tensor.raw_data).hexdigest())
+                if key in seen:
+                    twice.append(tensor.name)
+                seen.setdefault(key, tensor.name)
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    walk(attr.g)
+
+    walk(model.graph)
+    return twice
+
+
+@pytest.mark.parametrize("keep_output_projection", [False, True])
+def test_int8_model_quantizes_the_beam_search_graphs_shared_weights_and_serves(tiny_model, keep_output_projection):
+    import onnx
+
+    from model_store.quantize import OUTPUT_PROJECTION, quantize_stored
+
+    name = "tiny-int8-lm-fp32" if keep_output_projection else "tiny-int8"
+    tag = quantize_stored(tiny_model, name=name, exclude=(OUTPUT_PROJECTION,) if keep_output_projection else ())
+    stored = bentoml.models.get(tag)
+    meta = stored.info.metadata["onnx"]
+    assert meta["beam_search"] is True and "beam_search.onnx" in meta["quantization"]["graphs"]
+    graph = onnx.load(stored.path_of(f"{ONNX_SUBDIR}/beam_search.onnx"))
+    fp32_graph = onnx.load(bentoml.models.get(tiny_model).path_of(f"{ONNX_SUBDIR}/beam_search.onnx"))
+    assert len(_fp32_weight_matmuls(fp32_graph)) > 20  # the check below can fail: fp32 has them all
+    left = _fp32_weight_matmuls(graph)
+    if keep_output_projection:  # the first decoder step (encoder subgraph) and the cached step
+        assert sorted(left) == ["d/" + OUTPUT_PROJECTION, "p/" + OUTPUT_PROJECTION]
+    else:
+        assert left == []
+    # the decoder's weights, quantized once for both subgraphs, are stored once, in the outer graph
+    assert any(i.data_type == onnx.TensorProto.INT8 for i in graph.graph.initializer)
+    assert _weights_stored_twice(graph) == []
+
+    hf, onnx_dir = stored.path_of(HF_SUBDIR), stored.path_of(ONNX_SUBDIR)
+    engine = OnnxEngine(hf, tag, threads=1, onnx_dir=onnx_dir)
+    assert engine.search is not None and engine.runs_in_onnx_runtime(engine.defaults)
+    results = engine.summarize(DIALOGUES)
+    assert all(r.output_tokens > 0 and r.backend == "onnx-cpu" for r in results)
+    # the int8 BeamSearch graph and the int8 merged decoder under generate() hold the same quantized weights
+    loop = OnnxEngine(hf, tag, threads=1, onnx_dir=onnx_dir, beam_search=False)
+    assert [r.summary for r in results] == [r.summary for r in loop.summarize(DIALOGUES)]
