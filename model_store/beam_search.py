@@ -26,6 +26,8 @@ Generation settings that are inputs of the operator (beams, lengths, length pena
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import tempfile
 from collections.abc import Callable
@@ -186,7 +188,8 @@ def _share_weights(encoder_graph, decoder_graph, d_model: int) -> list:
     for graph in (encoder_graph, decoder_graph):
         cache: dict = {}
         model = helper.make_model(graph)
-        OnnxModel(model).remove_duplicated_initializer(cache)
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints a count of what it removed
+            OnnxModel(model).remove_duplicated_initializer(cache)
         graph.CopyFrom(model.graph)
         caches.append(cache)
     # min_elements is compared with the *sum* of a tensor's dimensions: its default (1024) would leave every
