@@ -23,7 +23,7 @@ def load_engines(hf_dir: Path, onnx_dir: Path, threads: int, int8_dir: Path | No
     'onnx_no_spin' the operator with ONNX Runtime's workers sleeping between operators (no spin-waiting);
     'onnx_untuned' that loop with the settings it had before tuning: PyTorch's default thread pool in
     the generate() loop, spinning ONNX Runtime workers, and transformers' per-step signature inspection
-    (the ablations behind the two steps)."""
+    (the ablations behind the three steps in the README)."""
     from serving.engines import OnnxEngine, TorchEngine
 
     engines = {"torch": TorchEngine(hf_dir, model_tag, device="cpu", threads=threads),

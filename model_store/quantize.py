@@ -26,6 +26,7 @@ against fp32 ONNX with the evaluation suite and reports it next to the speed-up.
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
 import sys
 import tempfile
@@ -33,9 +34,9 @@ from pathlib import Path
 
 from serving.engines import HF_SUBDIR, ONNX_SUBDIR
 
-QUANTIZED_GRAPHS = ("encoder_model.onnx", "decoder_model_merged.onnx", "decoder_model.onnx",
-                    "decoder_with_past_model.onnx")
+# optimum's split export, which model_store/beam_search.py wires into the BeamSearch graph
 SPLIT_GRAPHS = ("encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx")
+QUANTIZED_GRAPHS = ("decoder_model_merged.onnx", *SPLIT_GRAPHS)
 OUTPUT_PROJECTION = "/lm_head/MatMul"
 
 
@@ -84,8 +85,6 @@ def quantize_onnx_dir(src: str | Path, dest: str | Path, hf_dir: str | Path | No
 def _quantize_graph(path: Path, out: Path, include_gather: bool, per_channel: bool,
                     exclude: tuple[str, ...]) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    import logging
 
     logging.getLogger().addFilter(_no_preprocess_hint)
     try:

@@ -174,52 +174,44 @@ def test_shipped_model_beam_search_operator_matches_generate_loop_on_dialogsum(d
 # --- int8 (model_store/quantize.py): every weight product of the BeamSearch graph, including shared weights
 
 
+def _graphs(model):
+    """Every graph of ``model`` (the main graph and, recursively, the subgraphs in node attributes), each with
+    the names of the constants it can read: its own initializers and its outer scopes'."""
+    import onnx
+
+    def walk(graph, outer: frozenset):
+        constants = outer | {i.name for i in graph.initializer}
+        yield graph, constants
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    yield from walk(attr.g, constants)
+
+    yield from walk(model.graph, frozenset())
+
+
 def _fp32_weight_matmuls(model) -> list[str]:
     """Names of MatMul nodes (in the graph and all its subgraphs) whose weight is a constant: the products
     that int8 quantization should have replaced. Subgraphs read shared weights from the outer graph."""
-    import onnx
-
-    found = []
-
-    def walk(graph, outer: set[str]) -> None:
-        constants = outer | {i.name for i in graph.initializer}
-        for node in graph.node:
-            if node.op_type == "MatMul" and len(node.input) > 1 and node.input[1] in constants:
-                found.append(node.name)
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.GRAPH:
-                    walk(attr.g, constants)
-
-    walk(model.graph, set())
-    return found
+    return [node.name for graph, constants in _graphs(model) for node in graph.node
+            if node.op_type == "MatMul" and len(node.input) > 1 and node.input[1] in constants]
 
 
 def _weights_stored_twice(model, min_elements: int = 256) -> list[str]:
     """Names of weight tensors (at least ``min_elements`` values) whose bytes another initializer, in any
     graph or subgraph, already holds."""
     import hashlib
+    import math
 
-    import onnx
-
-    seen: dict[tuple, str] = {}
+    seen: set[tuple] = set()
     twice = []
-
-    def walk(graph) -> None:
+    for graph, _ in _graphs(model):
         for tensor in graph.initializer:
-            size = 1
-            for d in tensor.dims:
-                size *= d
-            if size >= min_elements:
+            if math.prod(tensor.dims) >= min_elements:
                 key = (tensor.data_type, tuple(tensor.dims), hashlib.sha256(tensor.raw_data).hexdigest())
                 if key in seen:
                     twice.append(tensor.name)
-                seen.setdefault(key, tensor.name)
-        for node in graph.node:
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.GRAPH:
-                    walk(attr.g)
-
-    walk(model.graph)
+                seen.add(key)
     return twice
 
 
