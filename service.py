@@ -24,7 +24,7 @@ from serving.backends import BackendWorker
 from serving.config import ServingConfig
 from serving.devices import cuda_available
 from serving.engines import HF_SUBDIR, context_length, default_settings
-from serving.protocol import (BackendStatus, GenerationOptions, GenerationResult,
+from serving.protocol import (BackendStatus, ErrorBody, ErrorReason, GenerationOptions, GenerationResult,
                               SummarizeBatchRequest, SummarizeRequest, Summary, SummaryBatch)
 from serving.routing import Backend, BackendUnavailable, Router
 
@@ -160,8 +160,8 @@ def _plain(value):
 
 
 def _unavailable(exc: BackendUnavailable) -> JSONResponse:
-    return JSONResponse({"error": f"no backend could summarize: {exc}"}, status_code=503,
-                        headers={"Retry-After": "5"})
+    body = ErrorBody(error=f"no backend could summarize: {exc}", reason=ErrorReason.UNAVAILABLE)
+    return JSONResponse(body.model_dump(mode="json"), status_code=503, headers={"Retry-After": "5"})
 
 
 if telemetry.enabled():  # outermost of ours: also counts what admission control and validation reject

@@ -7,8 +7,9 @@ health, readiness and metrics always pass.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
+
+from serving.protocol import ErrorBody, ErrorReason
 
 
 class AdmissionControl:
@@ -20,17 +21,15 @@ class AdmissionControl:
         self.paths = frozenset(paths)
         self.retry_after_s = retry_after_s
         self.pending = 0
-        self.rejected = 0
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope.get("path") not in self.paths:
             return await self.app(scope, receive, send)
         if self.pending >= self.max_pending:
-            self.rejected += 1
-            body = json.dumps({
-                "error": f"service overloaded: {self.pending} requests in progress (limit {self.max_pending}, "
-                         f"SUMMARIZER_MAX_PENDING); retry after {self.retry_after_s}s",
-            }).encode()
+            body = ErrorBody(
+                error=f"service overloaded: {self.pending} requests in progress (limit {self.max_pending}, "
+                      f"SUMMARIZER_MAX_PENDING); retry after {self.retry_after_s}s",
+                reason=ErrorReason.OVERLOADED).model_dump_json().encode()
             await send({"type": "http.response.start", "status": 503, "headers": [
                 (b"content-type", b"application/json"), (b"retry-after", str(self.retry_after_s).encode()),
                 (b"content-length", str(len(body)).encode())]})

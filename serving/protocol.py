@@ -6,6 +6,7 @@ for the person reading the 400: they say what was wrong and what is allowed.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -13,6 +14,60 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from serving.config import ServingConfig
 
 _CONFIG = ServingConfig.from_env()
+
+
+class BackendName(StrEnum):
+    """A backend service: each runs one engine in its own worker process."""
+
+    TORCH = "torch"
+    ONNX = "onnx"
+
+
+class Device(StrEnum):
+    CUDA = "cuda"
+    CPU = "cpu"
+    NONE = "none"  # a backend that loaded no model
+
+
+class EngineName(StrEnum):
+    """What produced a summary: a backend on a device (the ``backend`` field of a Summary)."""
+
+    TORCH_CUDA = "torch-cuda"
+    TORCH_CPU = "torch-cpu"
+    ONNX_CPU = "onnx-cpu"
+
+    @classmethod
+    def of(cls, backend: BackendName, device: Device) -> EngineName:
+        return cls(f"{BackendName(backend).value}-{Device(device).value}")
+
+    @property
+    def backend(self) -> BackendName:
+        return {EngineName.TORCH_CUDA: BackendName.TORCH, EngineName.TORCH_CPU: BackendName.TORCH,
+                EngineName.ONNX_CPU: BackendName.ONNX}[self]
+
+    @property
+    def device(self) -> Device:
+        return Device.CUDA if self is EngineName.TORCH_CUDA else Device.CPU
+
+
+class Role(StrEnum):
+    PRIMARY = "primary"
+    FALLBACK = "fallback"
+    IDLE = "idle"  # neither: loads no model (PyTorch on a machine without a GPU, by default)
+
+
+class ErrorReason(StrEnum):
+    """Why a request was refused with 503, for machines (load balancers, clients, load tests)."""
+
+    OVERLOADED = "overloaded"  # past SUMMARIZER_MAX_PENDING: retry after Retry-After (1 s)
+    UNAVAILABLE = "unavailable"  # no backend could answer: retry after Retry-After (5 s)
+
+
+class ErrorBody(BaseModel):
+    """The body of a 503: a message for people and a reason for machines."""
+
+    error: str
+    reason: ErrorReason
 
 class GenerationOptions(BaseModel):
     """Optional per-request generation settings; anything left out takes the model's default."""
@@ -103,7 +158,7 @@ class SummarizeBatchRequest(BaseModel):
 class Summary(BaseModel):
     summary: str
     model: str = Field(description="Tag of the model in BentoML's model store.")
-    backend: str = Field(description="'torch-cuda', 'torch-cpu' or 'onnx-cpu'.")
+    backend: EngineName = Field(description="The engine that produced it: 'torch-cuda', 'torch-cpu' or 'onnx-cpu'.")
     input_tokens: int = Field(description="Dialogue tokens the model read (after truncation).")
     output_tokens: int
     truncated: bool = Field(description="True when the dialogue was cut to the model's context.")
@@ -132,7 +187,7 @@ class GenerationResult(BaseModel):
     input_tokens: int
     output_tokens: int
     truncated: bool
-    backend: str
+    backend: EngineName
     model: str
     batch_size: int = Field(description="Dialogues generated together in this one generate() call.")
     queue_wait_ms: float
@@ -141,8 +196,8 @@ class GenerationResult(BaseModel):
 
 
 class BackendStatus(BaseModel):
-    backend: str
+    backend: BackendName
     loaded: bool
-    role: str = Field(description="'primary', 'fallback' or 'idle'.")
-    device: str
+    role: Role
+    device: Device
     model: str
