@@ -64,8 +64,10 @@ class ManagedProcess:
 
     def __init__(self, name: str, argv: Sequence[str], log_path: str | Path, *, ready: ReadyCheck | None = None,
                  env: Mapping[str, str] | None = None, cwd: str | Path = REPO_ROOT,
-                 inherit_env: bool = True) -> None:
+                 inherit_env: bool = True, port: int | None = None) -> None:
         self.name = name
+        self.port = port  # the port it serves on, when it serves (``url`` is then its loopback URL)
+        self.url = f"http://127.0.0.1:{port}" if port else None
         self.argv = [str(a) for a in argv]
         self.log_path = Path(log_path)
         self.ready = ready or (lambda: True)
