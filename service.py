@@ -18,17 +18,17 @@ from starlette.responses import JSONResponse
 from model_store.store import get_model
 from observability import telemetry
 from observability.middleware import RequestTelemetry
-from observability.telemetry import TracedGenerationJob
 from serving.admission import AdmissionControl
 from serving.backends import BackendWorker
 from serving.config import ServingConfig
 from serving.devices import cuda_available
 from serving.engines import HF_SUBDIR, context_length, default_settings
-from serving.protocol import (BackendStatus, ErrorBody, ErrorReason, GenerationOptions, GenerationResult,
-                              SummarizeBatchRequest, SummarizeRequest, Summary, SummaryBatch)
+from serving.protocol import (BackendName, BackendStatus, ErrorBody, ErrorReason, GenerationJob, GenerationOptions,
+                              GenerationOutcome, Summary, SummaryBatch, request_models)
 from serving.routing import Backend, BackendUnavailable, Router
 
-CONFIG = ServingConfig.from_env()
+CONFIG = ServingConfig.load()  # once per process, from SUMMARIZER_*; passed to what needs it
+SummarizeRequest, SummarizeBatchRequest = request_models(CONFIG.limits)
 telemetry.configure_bentoml()  # OTLP from the OTEL_* variables; off (and free) without an endpoint
 # Fail at start-up, with the command that fixes it, rather than in BentoML's model resolution
 # (which would try a cloud download and report "no cloud context").
@@ -45,19 +45,20 @@ BATCHING = (dict(batchable=True, max_batch_size=CONFIG.max_batch_size, max_laten
 
 
 class _BackendService:
-    """What both backend services share; a subclass names its backend ("torch" or "onnx")."""
+    """What both backend services share; a subclass names its backend."""
 
-    backend: str
+    backend: BackendName
     model_ref = bentoml.models.BentoModel(CONFIG.model_tag)
 
     def __init__(self) -> None:
         stored = get_model(CONFIG.model_tag)
-        self.worker = BackendWorker(self.backend, CONFIG, stored.path, str(stored.tag))
+        self.worker = BackendWorker(self.backend, CONFIG, stored.path, str(stored.tag),
+                                    observer=telemetry.engine_observer())
         telemetry.start(service=f"summarizer_{self.backend}", component="backend", model=str(stored.tag),
                         backend=self.backend, role=self.worker.role, device=self.worker.device)
 
     @bentoml.api(**BATCHING)
-    def generate(self, jobs: list[TracedGenerationJob]) -> list[GenerationResult]:
+    def generate(self, jobs: list[GenerationJob]) -> list[GenerationOutcome]:
         return self.worker.generate(jobs)
 
     @bentoml.api
@@ -67,12 +68,12 @@ class _BackendService:
 
 @bentoml.service(name="summarizer_torch", resources={"gpu": 1}, **BACKEND_CONFIG)
 class TorchBackend(_BackendService):
-    backend = "torch"
+    backend = BackendName.TORCH
 
 
 @bentoml.service(name="summarizer_onnx", resources={"cpu": "2"}, **BACKEND_CONFIG)
 class OnnxBackend(_BackendService):
-    backend = "onnx"
+    backend = BackendName.ONNX
 
 
 @bentoml.service(name="dialogue_summarizer", traffic={"timeout": CONFIG.request_timeout_s})
@@ -90,8 +91,8 @@ class DialogueSummarizer:
         telemetry.start(service="dialogue_summarizer", component="api", model=self.model_tag, backend=primary,
                         fallback=fallback)
         # Looked up per call: BentoML sets up a dependency client's endpoints after __init__.
-        calls = {"torch": lambda jobs: self.torch_backend.to_async.generate(jobs),
-                 "onnx": lambda jobs: self.onnx_backend.to_async.generate(jobs)}
+        calls = {BackendName.TORCH: lambda jobs: self.torch_backend.to_async.generate(jobs),
+                 BackendName.ONNX: lambda jobs: self.onnx_backend.to_async.generate(jobs)}
         self.router = Router(Backend(primary, telemetry.traced_call(primary, calls[primary])),
                              Backend(fallback, telemetry.traced_call(fallback, calls[fallback], fallback_for=primary))
                              if fallback else None,
@@ -147,7 +148,7 @@ class DialogueSummarizer:
         settings = self.defaults.resolve(options)
         with telemetry.summarize(self.model_tag, dialogues, settings) as observed:
             now = time.time()
-            jobs = [TracedGenerationJob(text=d, settings=settings, enqueued_at=now) for d in dialogues]
+            jobs = [GenerationJob(text=d, settings=settings, enqueued_at=now) for d in dialogues]
             routed = await self.router.generate(jobs)
             observed.routed(routed)
         return [Summary(summary=r.summary, model=r.model, backend=r.backend, input_tokens=r.input_tokens,

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
-from observability import telemetry
+from observability import requests as request_telemetry
+from observability.providers import active
 
 
 class RequestTelemetry:
@@ -19,9 +20,9 @@ class RequestTelemetry:
         self.paths = frozenset(paths)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope.get("path") not in self.paths or not telemetry.active():
+        if scope["type"] != "http" or scope.get("path") not in self.paths or not active():
             return await self.app(scope, receive, send)
-        begun = telemetry.begin_request(scope["path"])
+        begun = request_telemetry.begin_request(scope["path"])
         state = begun[0] if begun else None
 
         async def send_status(message):
@@ -40,4 +41,4 @@ class RequestTelemetry:
                 state.status = 500
             raise
         finally:
-            telemetry.end_request(begun)
+            request_telemetry.end_request(begun)

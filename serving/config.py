@@ -1,117 +1,140 @@
-"""Serving configuration, read once from environment variables (documented in the README's table).
+"""Serving configuration: one validated model, filled from ``SUMMARIZER_*`` environment variables.
 
-Every knob has a default that works on a laptop without a GPU; invalid values fail at start-up with a
-message naming the variable, never at the first request.
+Loaded once, where the service starts (service.py), and passed to what needs it; nothing else reads the
+environment. Every setting has a default that works on a laptop without a GPU; an invalid value stops the
+service at start-up with one line per problem that names the variable and what is allowed, never at the
+first request. The README's configuration table lists the same variables.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from serving.protocol import BackendName, RequestLimits
 
 DEFAULT_MODEL_NAME = "dialogue-bart-small"
-
-BACKENDS = ("torch", "onnx")
-
-
-def _int(name: str, default: int, low: int, high: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not an integer") from None
-    if not low <= value <= high:
-        raise ValueError(f"{name}={value} is out of range [{low}, {high}]")
-    return value
+ENV_PREFIX = "SUMMARIZER_"
 
 
-def _float(name: str, default: float, low: float, high: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number") from None
-    if not low <= value <= high:
-        raise ValueError(f"{name}={value} is out of range [{low}, {high}]")
-    return value
+class ConfigError(ValueError):
+    """Invalid SUMMARIZER_* settings; the message has one line per problem."""
 
 
-def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
-    value = os.environ.get(name, "").strip().lower() or default
-    if value not in choices:
-        raise ValueError(f"{name}={value!r} must be one of {', '.join(choices)}")
-    return value
-
-
-@dataclass(frozen=True)
-class Faults:
+class Faults(BaseModel):
     """Fault injection for drills and tests: SUMMARIZER_INJECT_FAULT="torch:error,onnx:hang"."""
 
-    error: frozenset[str] = frozenset()
-    hang: frozenset[str] = frozenset()
+    model_config = ConfigDict(frozen=True)
+
+    error: frozenset[BackendName] = frozenset()
+    hang: frozenset[BackendName] = frozenset()
 
     @classmethod
     def parse(cls, raw: str) -> Faults:
-        error, hang = set(), set()
+        chosen: dict[str, set[BackendName]] = {"error": set(), "hang": set()}
         for item in filter(None, (part.strip() for part in raw.split(","))):
             backend, _, kind = item.partition(":")
-            if backend not in BACKENDS or kind not in ("error", "hang"):
-                raise ValueError(f"SUMMARIZER_INJECT_FAULT item {item!r} must be BACKEND:error or BACKEND:hang "
-                                 f"with BACKEND one of {', '.join(BACKENDS)}")
-            (error if kind == "error" else hang).add(backend)
-        return cls(frozenset(error), frozenset(hang))
+            if backend not in BackendName.__members__.values() or kind not in chosen:
+                raise ValueError(f"item {item!r} must be BACKEND:error or BACKEND:hang with BACKEND one of "
+                                 f"{', '.join(BackendName)}, e.g. 'torch:error'")
+            chosen[kind].add(BackendName(backend))
+        return cls(error=frozenset(chosen["error"]), hang=frozenset(chosen["hang"]))
 
 
-@dataclass(frozen=True)
-class ServingConfig:
-    model_tag: str = f"{DEFAULT_MODEL_NAME}:latest"
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(ENV_PREFIX + name)
+
+
+class ServingConfig(BaseSettings):
+    """What ``bentoml serve service:DialogueSummarizer`` reads from the environment (``SUMMARIZER_<FIELD>``)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore", env_ignore_empty=True,
+                                      protected_namespaces=(), populate_by_name=True)
+
+    model_tag: Annotated[str, Field(validation_alias=_env("MODEL"), min_length=1)] = f"{DEFAULT_MODEL_NAME}:latest"
     # "auto": PyTorch on CUDA when a GPU is visible, else ONNX Runtime on CPU.
-    primary: str = "auto"
+    primary: Literal["auto", "torch", "onnx"] = "auto"
     # "auto": the other backend when the primary is PyTorch on a GPU; none when ONNX is primary
     # (loading PyTorch on CPU as a fallback for CPU ONNX would hold a second model for little gain).
-    fallback: str = "auto"
-    primary_timeout_s: float = 30.0
-    max_dialogue_chars: int = 20_000
-    max_list_items: int = 32
-    max_batch_size: int = 32
-    max_latency_ms: int = 20_000
-    batch_wait_ms: int = 0
-    max_pending_requests: int = 64
-    request_timeout_s: int = 120
-    onnx_threads: int = 0
-    torch_threads: int = 0
-    faults: Faults = field(default_factory=Faults)
+    fallback: Literal["auto", "none", "torch", "onnx"] = "auto"
+    primary_timeout_s: Annotated[float, Field(ge=0.1, le=3600.0)] = 30.0
+    max_dialogue_chars: Annotated[int, Field(ge=1, le=1_000_000)] = 20_000
+    max_list_items: Annotated[int, Field(ge=1, le=1024)] = 32
+    max_batch_size: Annotated[int, Field(ge=1, le=1024)] = 32  # 1: no adaptive batching
+    max_latency_ms: Annotated[int, Field(ge=10, le=600_000)] = 20_000
+    max_pending_requests: Annotated[int, Field(validation_alias=_env("MAX_PENDING"), ge=1, le=100_000)] = 64
+    request_timeout_s: Annotated[int, Field(ge=1, le=3600)] = 120
+    onnx_threads: Annotated[int, Field(ge=0, le=1024)] = 0  # 0: one per core
+    torch_threads: Annotated[int, Field(ge=0, le=1024)] = 0
+    faults: Annotated[Faults, NoDecode, Field(validation_alias=_env("INJECT_FAULT"))] = Faults()
+
+    @field_validator("model_tag")
+    @classmethod
+    def _with_version(cls, value: str) -> str:
+        value = value.strip()
+        return value if ":" in value else f"{value}:latest"
+
+    @field_validator("primary", "fallback", mode="before")
+    @classmethod
+    def _lowercase(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("faults", mode="before")
+    @classmethod
+    def _parse_faults(cls, value: object) -> object:
+        return Faults.parse(value) if isinstance(value, str) else value
 
     @classmethod
-    def from_env(cls) -> ServingConfig:
-        model = os.environ.get("SUMMARIZER_MODEL", "").strip() or f"{DEFAULT_MODEL_NAME}:latest"
-        if ":" not in model:
-            model += ":latest"
-        return cls(
-            model_tag=model,
-            primary=_choice("SUMMARIZER_PRIMARY", "auto", ("auto", *BACKENDS)),
-            fallback=_choice("SUMMARIZER_FALLBACK", "auto", ("auto", "none", *BACKENDS)),
-            primary_timeout_s=_float("SUMMARIZER_PRIMARY_TIMEOUT_S", 30.0, 0.1, 3600.0),
-            max_dialogue_chars=_int("SUMMARIZER_MAX_DIALOGUE_CHARS", 20_000, 1, 1_000_000),
-            max_list_items=_int("SUMMARIZER_MAX_LIST_ITEMS", 32, 1, 1024),
-            max_batch_size=_int("SUMMARIZER_MAX_BATCH_SIZE", 32, 1, 1024),
-            max_latency_ms=_int("SUMMARIZER_MAX_LATENCY_MS", 20_000, 10, 600_000),
-            max_pending_requests=_int("SUMMARIZER_MAX_PENDING", 64, 1, 100_000),
-            request_timeout_s=_int("SUMMARIZER_REQUEST_TIMEOUT_S", 120, 1, 3600),
-            onnx_threads=_int("SUMMARIZER_ONNX_THREADS", 0, 0, 1024),
-            torch_threads=_int("SUMMARIZER_TORCH_THREADS", 0, 0, 1024),
-            faults=Faults.parse(os.environ.get("SUMMARIZER_INJECT_FAULT", "")),
-        )
+    def load(cls, environ: Mapping[str, str] | None = None) -> ServingConfig:
+        """The configuration from ``environ`` (the process environment by default).
 
-    def routing(self, cuda_available: bool) -> tuple[str, str | None]:
+        Raises ConfigError with one line per invalid variable: its name, the value and what is allowed.
+        """
+        try:
+            if environ is None:
+                return cls()
+            values = {key: value for key, value in environ.items() if key.startswith(ENV_PREFIX) and value != ""}
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise ConfigError(_explain(exc, environ)) from None
+
+    from_env = load
+
+    @property
+    def limits(self) -> RequestLimits:
+        return RequestLimits(max_dialogue_chars=self.max_dialogue_chars, max_list_items=self.max_list_items)
+
+    def routing(self, cuda_available: bool) -> tuple[BackendName, BackendName | None]:
         """(primary, fallback) backends for this machine."""
-        primary = self.primary if self.primary != "auto" else ("torch" if cuda_available else "onnx")
+        primary = BackendName(self.primary) if self.primary != "auto" else (
+            BackendName.TORCH if cuda_available else BackendName.ONNX)
         if self.fallback == "none":
             return primary, None
         if self.fallback == "auto":
-            return primary, ("onnx" if primary == "torch" else None)
-        return primary, (self.fallback if self.fallback != primary else None)
+            return primary, (BackendName.ONNX if primary is BackendName.TORCH else None)
+        fallback = BackendName(self.fallback)
+        return primary, (fallback if fallback is not primary else None)
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a ServingConfig field."""
+    alias = ServingConfig.model_fields[field].validation_alias
+    return alias.choices[0] if isinstance(alias, AliasChoices) else ENV_PREFIX + field.upper()
+
+
+def _explain(exc: ValidationError, environ: Mapping[str, str] | None) -> str:
+    import os
+
+    environ = os.environ if environ is None else environ
+    by_alias = {env_name(name).upper(): name for name in ServingConfig.model_fields}
+    lines = []
+    for error in exc.errors(include_url=False):
+        key = str(error["loc"][0]) if error["loc"] else ""
+        variable = key.upper() if key.upper() in by_alias else env_name(key) if key in ServingConfig.model_fields \
+            else ENV_PREFIX + key.upper()
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"{variable}={environ.get(variable, '')!r}: {message}")
+    return "invalid serving configuration:\n  " + "\n  ".join(lines)

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from observability import telemetry
-from serving.protocol import GenerationJob, GenerationResult, GenerationSettings
+from serving.observers import NO_OBSERVER, EngineObserver, GenerationCall, Isolated
+from serving.protocol import EngineName, GenerationJob, GenerationResult, GenerationSettings
 
 logger = logging.getLogger(__name__)
 
@@ -96,11 +96,13 @@ def group_by_settings_and_length(jobs: Sequence[EncodedJob], max_padding_share: 
 class Engine:
     """Base class: tokenizer handling, grouping and bookkeeping; subclasses load a model and predict."""
 
-    backend: str = "base"
+    engine: EngineName  # set by each subclass (PyTorch's once its device is known)
 
-    def __init__(self, model_dir: str | os.PathLike, model_tag: str = "local") -> None:
+    def __init__(self, model_dir: str | os.PathLike, model_tag: str = "local",
+                 observer: EngineObserver | None = None) -> None:
         from transformers import AutoTokenizer
 
+        self.observer = Isolated(observer) if observer is not None else NO_OBSERVER
         self.model_dir = Path(model_dir)
         if not (self.model_dir / "config.json").exists():
             raise FileNotFoundError(f"{self.model_dir} is not a Hugging Face model directory (no config.json)")
@@ -142,18 +144,22 @@ class Engine:
         results: list[GenerationResult | None] = [None] * len(jobs)
         for group in self.group(self.encode(jobs)):
             input_ids, attention_mask, padding_share = self._pad(group)
-            # One span per request in the batch and batch metrics (no-op without OTLP, as in evaluation).
-            with telemetry.generation(self.backend, self.model_tag, [jobs[j.index] for j in group],
-                                      [len(j.ids) for j in group], group[0].settings, padding_share) as observed:
+            call = GenerationCall(self.engine, self.model_tag, [jobs[j.index] for j in group],
+                                  [len(j.ids) for j in group], group[0].settings, padding_share)
+            token = self.observer.generation_started(call)  # spans and batch metrics, when observed
+            try:
                 t0 = time.perf_counter()
                 output_ids = self.predict(input_ids, attention_mask, group[0].settings)
                 generate_ms = (time.perf_counter() - t0) * 1000.0
                 decoded = self.decode(output_ids)
-                observed.done([n_out for _, n_out in decoded])
+            except BaseException as exc:
+                self.observer.generation_finished(token, call, None, exc)
+                raise
+            self.observer.generation_finished(token, call, [n_out for _, n_out in decoded], None)
             for job, (text, n_out) in zip(group, decoded):
                 results[job.index] = GenerationResult(
                     summary=text, input_tokens=len(job.ids), output_tokens=n_out, truncated=job.truncated,
-                    backend=self.backend, model=self.model_tag, batch_size=len(group),
+                    backend=self.engine, model=self.model_tag, batch_size=len(group),
                     queue_wait_ms=max(0.0, (started - job.enqueued_at) * 1000.0),
                     generate_ms=generate_ms, padding_share=padding_share,
                 )
@@ -195,17 +201,17 @@ class TorchEngine(Engine):
     """PyTorch: fp16 on CUDA, fp32 on CPU, always under ``torch.inference_mode``."""
 
     def __init__(self, model_dir: str | os.PathLike, model_tag: str = "local", device: str | None = None,
-                 threads: int = 0) -> None:
+                 threads: int = 0, observer: EngineObserver | None = None) -> None:
         import torch
         from transformers import AutoModelForSeq2SeqLM
 
-        super().__init__(model_dir, model_tag)
+        super().__init__(model_dir, model_tag, observer)
         if threads:
             torch.set_num_threads(threads)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         self.model = AutoModelForSeq2SeqLM.from_pretrained(self.model_dir, dtype=dtype).to(self.device).eval()
-        self.backend = f"torch-{self.device.type}"
+        self.engine = EngineName.TORCH_CUDA if self.device.type == "cuda" else EngineName.TORCH_CPU
 
     def predict(self, input_ids, attention_mask, settings):
         import torch
@@ -249,15 +255,16 @@ class OnnxEngine(Engine):
     a run (``search_spinning``) and stop when it returns.
     """
 
-    backend = "onnx-cpu"
+    engine = EngineName.ONNX_CPU
 
     def __init__(self, model_dir: str | os.PathLike, model_tag: str = "local", threads: int = 0,
                  onnx_dir: str | os.PathLike | None = None, spinning: bool = False,
-                 torch_threads: int = 1, beam_search: bool = True, search_spinning: bool = True) -> None:
+                 torch_threads: int = 1, beam_search: bool = True, search_spinning: bool = True,
+                 observer: EngineObserver | None = None) -> None:
         import onnxruntime as ort
         from optimum.onnxruntime import ORTModelForSeq2SeqLM
 
-        super().__init__(model_dir, model_tag)
+        super().__init__(model_dir, model_tag, observer)
         onnx_path = Path(onnx_dir) if onnx_dir else self.model_dir.parent / ONNX_SUBDIR
         if not (onnx_path / "encoder_model.onnx").exists():
             raise FileNotFoundError(f"no ONNX export at {onnx_path}: re-import the model with "

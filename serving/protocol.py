@@ -6,14 +6,12 @@ for the person reading the 400: they say what was wrong and what is allowed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from serving.config import ServingConfig
-
-_CONFIG = ServingConfig.from_env()
 
 
 class BackendName(StrEnum):
@@ -112,47 +110,75 @@ class GenerationSettings(BaseModel):
         return merged
 
 
-def _check_dialogue(value: str) -> str:
+@dataclass(frozen=True)
+class RequestLimits:
+    """Request size limits (SUMMARIZER_MAX_DIALOGUE_CHARS, SUMMARIZER_MAX_LIST_ITEMS in serving/config.py)."""
+
+    max_dialogue_chars: int = 20_000
+    max_list_items: int = 32
+
+
+def _check_dialogue(value: str, limits: RequestLimits) -> str:
     if not value.strip():
         raise ValueError("dialogue is empty or whitespace only; send the conversation text, "
                          "e.g. \"Amanda: I baked cookies.\\nJerry: Sure!\"")
-    limit = _CONFIG.max_dialogue_chars
-    if len(value) > limit:
-        raise ValueError(f"dialogue has {len(value)} characters; the limit is {limit} "
+    if len(value) > limits.max_dialogue_chars:
+        raise ValueError(f"dialogue has {len(value)} characters; the limit is {limits.max_dialogue_chars} "
                          "(SUMMARIZER_MAX_DIALOGUE_CHARS)")
     return value
 
 
-class SummarizeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    dialogue: Annotated[str, Field(strict=True, description="The conversation, one turn per line.")]
-    generation: Optional[GenerationOptions] = None
-
-    _dialogue_ok = field_validator("dialogue")(_check_dialogue)
-
-
-class SummarizeBatchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    dialogues: Annotated[list[Annotated[str, Field(strict=True)]], Field(strict=True)]
-    generation: Optional[GenerationOptions] = None
-
-    @field_validator("dialogues")
-    @classmethod
-    def _dialogues_ok(cls, values: list[str]) -> list[str]:
-        if not values:
-            raise ValueError("dialogues is an empty list; send between 1 and "
-                             f"{_CONFIG.max_list_items} dialogues")
-        if len(values) > _CONFIG.max_list_items:
-            raise ValueError(f"dialogues has {len(values)} items; the limit is {_CONFIG.max_list_items} "
-                             "(SUMMARIZER_MAX_LIST_ITEMS)")
-        for i, value in enumerate(values):
+def _check_dialogues(values: list, limits: RequestLimits) -> list:
+    if not values:
+        raise ValueError(f"dialogues is an empty list; send between 1 and {limits.max_list_items} dialogues")
+    if len(values) > limits.max_list_items:
+        raise ValueError(f"dialogues has {len(values)} items; the limit is {limits.max_list_items} "
+                         "(SUMMARIZER_MAX_LIST_ITEMS)")
+    for i, value in enumerate(values):
+        if isinstance(value, str):
             try:
-                _check_dialogue(value)
+                _check_dialogue(value, limits)
             except ValueError as exc:
                 raise ValueError(f"dialogues[{i}]: {exc}") from None
-        return values
+    return values
+
+
+def request_models(limits: RequestLimits = RequestLimits()) -> tuple[type[BaseModel], type[BaseModel]]:
+    """(SummarizeRequest, SummarizeBatchRequest) with these limits, declared as schema constraints.
+
+    The constraints are what the published OpenAPI schema shows; the "before" validators check the same
+    limits first, so a 400 says what was wrong in words, with the setting that sets the limit.
+    """
+    dialogue = Annotated[str, Field(strict=True, min_length=1, max_length=limits.max_dialogue_chars,
+                                    pattern=r"\S", description="The conversation, one turn per line.")]
+
+    class SummarizeRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        dialogue: dialogue
+        generation: Optional[GenerationOptions] = None
+
+        @field_validator("dialogue", mode="before")
+        @classmethod
+        def _dialogue_ok(cls, value: object) -> object:
+            return _check_dialogue(value, limits) if isinstance(value, str) else value
+
+    class SummarizeBatchRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        dialogues: Annotated[list[dialogue], Field(strict=True, min_length=1, max_length=limits.max_list_items)]
+        generation: Optional[GenerationOptions] = None
+
+        @field_validator("dialogues", mode="before")
+        @classmethod
+        def _dialogues_ok(cls, values: object) -> object:
+            return _check_dialogues(values, limits) if isinstance(values, list) else values
+
+    return SummarizeRequest, SummarizeBatchRequest
+
+
+# With the default limits, for clients and documentation; the service builds its own from its config.
+SummarizeRequest, SummarizeBatchRequest = request_models()
 
 
 class Summary(BaseModel):
@@ -180,6 +206,9 @@ class GenerationJob(BaseModel):
     text: str
     settings: GenerationSettings
     enqueued_at: float = Field(description="time.time() when the public service sent it (queue wait).")
+    trace_context: dict[str, str] = Field(
+        default_factory=dict, description="W3C trace context (traceparent) of the request that sent it: adaptive "
+        "batching generates jobs of many requests together, each job's spans go to its own request's trace.")
 
 
 class GenerationResult(BaseModel):
@@ -193,6 +222,22 @@ class GenerationResult(BaseModel):
     queue_wait_ms: float
     generate_ms: float
     padding_share: float = Field(description="Share of the padded input batch that was padding.")
+
+
+class BackendFailure(BaseModel):
+    """A backend's generate() failed: what it raised, so the caller's fallback decision and telemetry see
+    the original error's type (a plain exception would reach the caller as an anonymous HTTP 500)."""
+
+    backend: BackendName
+    error_type: str = Field(description="Class name of the exception, e.g. 'RuntimeError'.")
+    message: str
+
+
+class GenerationOutcome(BaseModel):
+    """One job's answer from a backend: its result, or why the backend could not produce it."""
+
+    result: Optional[GenerationResult] = None
+    failure: Optional[BackendFailure] = None
 
 
 class BackendStatus(BaseModel):

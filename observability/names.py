@@ -1,0 +1,98 @@
+"""Names the summarizer's telemetry uses: metrics (with their instruments), attributes, buckets.
+
+Metric names as emitted over OTLP. After the usual OTLP -> Prometheus translation (dots to underscores,
+unit suffix, "_total" on counters) they read as in ``PROMETHEUS_NAMES``; alerts.yml and the dashboard use
+those.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SERVICE_NAMESPACE = "dialogue-summarizer"
+SCOPE = "summarizer"
+CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+
+REQUESTS = "summarizer.requests"
+REQUEST_DURATION = "summarizer.request.duration"
+REQUEST_TOKENS = "summarizer.request.tokens"
+REQUESTS_IN_FLIGHT = "summarizer.requests.in_flight"
+ERRORS = "summarizer.errors"
+FALLBACKS = "summarizer.fallbacks"
+QUEUE_DURATION = "summarizer.queue.duration"
+BATCH_SIZE = "summarizer.batch.size"
+BATCH_DURATION = "summarizer.batch.duration"
+MODEL_INFO = "summarizer.model.info"
+
+LATENCY_BUCKETS_S = (0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0,
+                     30.0, 60.0, 120.0)
+TOKEN_BUCKETS = (8, 16, 32, 64, 128, 256, 400, 600, 800, 1000, 1200, 1600, 2048, 4096, 8192)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+@dataclass(frozen=True)
+class Instrument:
+    """One metric: what ``providers.create_instruments`` creates, and what the dashboards rely on."""
+
+    name: str
+    kind: str  # counter, histogram, up_down_counter, gauge
+    unit: str
+    description: str
+    buckets: tuple[float, ...] | None = None
+
+
+INSTRUMENTS = (
+    Instrument(REQUESTS, "counter", "{request}", "Summarize requests answered, by route, backend and outcome."),
+    Instrument(REQUEST_DURATION, "histogram", "s", "Time from receiving a summarize request to its response.",
+               LATENCY_BUCKETS_S),
+    Instrument(REQUEST_TOKENS, "histogram", "{token}", "Tokens of one successful request (all its dialogues), "
+               "by gen_ai.token.type input or output.", TOKEN_BUCKETS),
+    Instrument(REQUESTS_IN_FLIGHT, "up_down_counter", "{request}", "Summarize requests being served now."),
+    Instrument(ERRORS, "counter", "{error}", "Requests that did not succeed, by error.type."),
+    Instrument(FALLBACKS, "counter", "{fallback}", "Requests whose primary backend failed and that went to the "
+               "fallback backend, by from, to and error.type (the primary's original error)."),
+    Instrument(QUEUE_DURATION, "histogram", "s", "Time a dialogue waited before the backend batch that "
+               "generated it started.", LATENCY_BUCKETS_S),
+    Instrument(BATCH_SIZE, "histogram", "{dialogue}", "Dialogues generated together in one generate() call.",
+               BATCH_BUCKETS),
+    Instrument(BATCH_DURATION, "histogram", "s", "Time of one generate() call (one batch) in a backend.",
+               LATENCY_BUCKETS_S),
+    Instrument(MODEL_INFO, "gauge", "", "1 for the model each loaded backend serves (labels say which)."),
+)
+
+# The names above as Prometheus shows them after the usual OTLP translation (OpenTelemetry Collector's
+# prometheus/prometheusremotewrite exporters, Prometheus' own OTLP receiver): dots become underscores, the
+# unit is appended (s -> _seconds; {annotations} are dropped), counters end in _total, histograms expose
+# _bucket/_sum/_count. Attributes become labels the same way (summarizer.backend -> summarizer_backend),
+# service.name/service.namespace become job, service.instance.id instance.
+PROMETHEUS_NAMES = {
+    REQUESTS: "summarizer_requests_total",
+    REQUEST_DURATION: "summarizer_request_duration_seconds",
+    REQUEST_TOKENS: "summarizer_request_tokens",
+    REQUESTS_IN_FLIGHT: "summarizer_requests_in_flight",
+    ERRORS: "summarizer_errors_total",
+    FALLBACKS: "summarizer_fallbacks_total",
+    QUEUE_DURATION: "summarizer_queue_duration_seconds",
+    BATCH_SIZE: "summarizer_batch_size",
+    BATCH_DURATION: "summarizer_batch_duration_seconds",
+    MODEL_INFO: "summarizer_model_info",
+}
+HISTOGRAMS = tuple(i.name for i in INSTRUMENTS if i.kind == "histogram")
+
+# Attribute keys (OpenTelemetry semantic conventions where one fits; ours under "summarizer.").
+GEN_AI_OPERATION = "gen_ai.operation.name"
+GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
+GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
+GEN_AI_MAX_TOKENS = "gen_ai.request.max_tokens"
+GEN_AI_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+GEN_AI_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+GEN_AI_TOKEN_TYPE = "gen_ai.token.type"
+GEN_AI_INPUT_MESSAGES = "gen_ai.input.messages"
+GEN_AI_OUTPUT_MESSAGES = "gen_ai.output.messages"
+OPERATION = "text_completion"  # the GenAI well-known operation closest to seq2seq summarization
+ERROR_TYPE = "error.type"
+HTTP_ROUTE = "http.route"
+BACKEND = "summarizer.backend"
+OUTCOME = "summarizer.outcome"
+FALLBACK_FROM = "summarizer.fallback.from"
+FALLBACK_TO = "summarizer.fallback.to"
