@@ -23,7 +23,7 @@ from opentelemetry.trace import SpanKind
 from observability.names import BACKEND, ERROR_TYPE, FALLBACK_FROM, FALLBACK_TO, FALLBACKS
 from observability.providers import current, mark_failed
 from serving.protocol import BackendFailure, BackendName, GenerationJob
-from serving.routing import BackendFailed, BackendCall
+from serving.routing import BackendCall, BackendFailed, failure_in
 
 _primary_failure: ContextVar[Optional[BackendFailure]] = ContextVar("summarizer_primary_failure", default=None)
 
@@ -47,10 +47,14 @@ def traced_call(name: BackendName, call: BackendCall, fallback_for: BackendName 
                                                   record_exception=False, set_status_on_exception=False) as span:
             _carry_context(jobs)
             try:
-                return await call(jobs)
+                answers = await call(jobs)
             except BaseException as exc:
                 mark_failed(span, _error_type(exc))
                 raise
+            failure = failure_in(answers)  # the backend answered, with its own error
+            if failure is not None:
+                mark_failed(span, failure.error_type)
+            return answers
 
     if fallback_for is None:
         return attempt

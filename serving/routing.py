@@ -104,6 +104,16 @@ class Router:
         return [outcome.result for outcome in outcomes]
 
 
+def failure_in(answers: Sequence[object]) -> BackendFailure | None:
+    """The first failure among a backend's answers (dicts over HTTP, or GenerationOutcome), if any."""
+    for item in answers:
+        failure = item.failure if isinstance(item, GenerationOutcome) else (
+            item.get("failure") if isinstance(item, dict) else None)
+        if failure:
+            return failure if isinstance(failure, BackendFailure) else BackendFailure.model_validate(failure)
+    return None
+
+
 def _failure(backend: BackendName, exc: Exception, timeout_s: float | None) -> BackendFailure:
     if isinstance(exc, BackendFailed):
         return exc.failure
