@@ -43,7 +43,8 @@ class AsyncSummarizerClient:
     async def ready(self) -> bool:
         """True when GET /readyz answers 200; False on anything else, including no answer. Never raises."""
         try:
-            return (await self._http.get("/readyz")).status_code == 200
+            response = await self._http.get("/readyz", timeout=wire.probe_timeout(self._timeout))
+            return response.status_code == 200
         except Exception:  # noqa: BLE001 - a readiness probe answers a question, it does not fail
             return False
 

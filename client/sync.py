@@ -17,7 +17,8 @@ class SummarizerClient:
     an unreachable service may keep a call waiting. Failures raise ``ServiceUnreachable``/``ServiceError``.
     """
 
-    def __init__(self, url: str = wire.DEFAULT_URL, *, timeout_s: float = 120.0, connect_timeout_s: float = 2.0) -> None:
+    def __init__(self, url: str = wire.DEFAULT_URL, *, timeout_s: float = 120.0,
+                 connect_timeout_s: float = 2.0) -> None:
         self.url = wire.service_url(url)
         self._timeout = wire.timeouts(timeout_s, connect_timeout_s)
         self._http = httpx.Client(base_url=self.url, timeout=self._timeout)
@@ -39,7 +40,7 @@ class SummarizerClient:
     def ready(self) -> bool:
         """True when GET /readyz answers 200; False on anything else, including no answer. Never raises."""
         try:
-            return self._http.get("/readyz").status_code == 200
+            return self._http.get("/readyz", timeout=wire.probe_timeout(self._timeout)).status_code == 200
         except Exception:  # noqa: BLE001 - a readiness probe answers a question, it does not fail
             return False
 

@@ -5,7 +5,6 @@ Kept free of I/O so both clients send and read exactly the same thing.
 
 from __future__ import annotations
 
-import json
 import socket
 from collections.abc import Mapping, Sequence
 from typing import TypeVar
@@ -17,6 +16,7 @@ from client.errors import ServiceError, ServiceUnreachable, UnexpectedAnswer
 from serving.protocol import ErrorReason, GenerationOptions
 
 DEFAULT_URL = "http://localhost:3000"
+PROBE_TIMEOUT_S = 5.0
 Answer = TypeVar("Answer", bound=BaseModel)
 Generation = GenerationOptions | Mapping | None
 
@@ -36,6 +36,11 @@ def timeouts(timeout_s: float, connect_timeout_s: float) -> httpx.Timeout:
     # pool=None: a request waiting for a free connection of a busy pool is queued, not failed; once sent,
     # the read timeout bounds it.
     return httpx.Timeout(timeout_s, connect=connect_timeout_s, pool=None)
+
+
+def probe_timeout(timeout: httpx.Timeout) -> httpx.Timeout:
+    """A readiness probe waits seconds, not a summary's worth: a hung service is simply not ready."""
+    return httpx.Timeout(min(timeout.read or PROBE_TIMEOUT_S, PROBE_TIMEOUT_S), connect=timeout.connect)
 
 
 def generation_body(generation: Generation) -> dict | None:
@@ -129,7 +134,7 @@ def _error_text(response: httpx.Response) -> tuple[str, ErrorReason | None]:
     """(human message, ErrorBody reason) of an error answer, whatever its shape."""
     try:
         body = response.json()
-    except (ValueError, json.JSONDecodeError):
+    except ValueError:  # not JSON, or not UTF-8
         body = None
     if isinstance(body, dict):
         detail = body.get("detail")

@@ -73,8 +73,10 @@ def test_unknown_host_is_named():
 def test_a_silent_service_is_a_read_timeout():
     with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts connections (kernel backlog), never answers
         url = f"http://127.0.0.1:{silent.getsockname()[1]}"
-        with SummarizerClient(url, timeout_s=0.5) as client, pytest.raises(ServiceUnreachable) as failed:
-            client.summarize(DIALOGUE)
+        with SummarizerClient(url, timeout_s=0.5) as client:
+            with pytest.raises(ServiceUnreachable) as failed:
+                client.summarize(DIALOGUE)
+            assert client.ready() is False  # a hung service is not ready
     assert str(failed.value) == f"cannot reach the summarizer at {url}: no answer within 0.5 s (read timeout)"
 
 
