@@ -112,12 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    from client import ClientError
     from eval.baseline import BaselineError
     from model_store.store import ModelNotFoundError
 
     try:
         return COMMANDS[args.command](args, argv)
-    except (BaselineError, ModelNotFoundError, FileNotFoundError, LookupError, RuntimeError, ValueError) as exc:
+    except (BaselineError, ClientError, ModelNotFoundError, FileNotFoundError, LookupError, RuntimeError,
+            ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

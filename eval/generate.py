@@ -21,8 +21,6 @@ import json
 import os
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
@@ -228,27 +226,17 @@ class EngineGenerator:
 
 
 class ServiceGenerator:
-    """A running summarizer service, end to end over HTTP (``/model`` and ``/summarize_batch``)."""
+    """A running summarizer service, end to end over HTTP (``/model`` and ``/summarize_batch``), through
+    the project's client: an unreachable service or an error answer is a one-line ``client.ClientError``."""
 
     backend = SERVICE
 
     def __init__(self, url: str, timeout_s: float = 600.0) -> None:
-        self.url = url.rstrip("/")
-        self.timeout_s = timeout_s
-        self.info = self._request("/model", {})
+        from client import SummarizerClient
 
-    def _request(self, route: str, payload: dict) -> dict:
-        # Every route of a BentoML service is a POST with a JSON body (``/model`` takes an empty one).
-        request = urllib.request.Request(self.url + route, data=json.dumps(payload).encode("utf-8"), method="POST",
-                                         headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                return json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            body = exc.read().decode("utf-8", "replace")[:500]
-            raise RuntimeError(f"{self.url}{route} answered {exc.code}: {body}") from None
-        except OSError as exc:
-            raise RuntimeError(f"cannot reach the summarizer service at {self.url}{route}: {exc}") from None
+        self.client = SummarizerClient(url, timeout_s=timeout_s)
+        self.url = self.client.url
+        self.info = self.client.model()
 
     def prepare(self) -> None:
         pass
@@ -266,9 +254,9 @@ class ServiceGenerator:
                 "primary": self.info.get("primary"), "fallback": self.info.get("fallback")}
 
     def __call__(self, texts: Sequence[str], settings) -> list[dict]:
-        answer = self._request("/summarize_batch", {"dialogues": list(texts), "generation": settings.model_dump()})
-        return [{"summary": s["summary"], "output_tokens": s["output_tokens"], "truncated": s["truncated"],
-                 "backend": s["backend"]} for s in answer["summaries"]]
+        batch = self.client.summarize_batch(list(texts), settings.model_dump())
+        return [{"summary": s.summary, "output_tokens": s.output_tokens, "truncated": s.truncated,
+                 "backend": s.backend.value} for s in batch.summaries]
 
 
 # --------------------------------------------------------------------------- cache and the generation loop

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import re
-import subprocess
-import sys
 import time
 import urllib.request
 
@@ -14,7 +11,7 @@ import bentoml
 import httpx
 import pytest
 
-from tests.server import REPO_ROOT, ServedSummarizer
+from tests.server import ServedSummarizer
 
 DIALOGUE = "Amanda: I baked cookies. Do you want some?\nJerry: Sure!\nAmanda: I'll bring you tomorrow :-)"
 
@@ -198,24 +195,6 @@ def test_missing_model_names_the_import_command(serve_env, tmp_path):
         served.start(timeout_s=120)
     served.stop()
     assert "python -m model_store import" in str(failure.value)
-
-
-def test_client_cli_summarizes_files(server, tmp_path):
-    (tmp_path / "one.txt").write_text(DIALOGUE)
-    (tmp_path / "many.jsonl").write_text("\n".join(json.dumps({"id": f"d{i}", "dialogue": f"A: hi {i}\nB: yo"})
-                                                   for i in range(3)))
-    out = subprocess.run([sys.executable, "-m", "client", str(tmp_path / "one.txt"), str(tmp_path / "many.jsonl"),
-                          "--url", server.url, "--json", "--batch", "2"], cwd=REPO_ROOT, capture_output=True,
-                         text=True, timeout=120, check=True).stdout.splitlines()
-    rows = [json.loads(line) for line in out]
-    assert [r["name"] for r in rows] == ["one.txt", "many.jsonl:d0", "many.jsonl:d1", "many.jsonl:d2"]
-    assert all(r["summary"] for r in rows)
-
-
-def test_readme_python_example_runs(server):
-    out = subprocess.run([sys.executable, str(REPO_ROOT / "client" / "example.py"), server.url], cwd=REPO_ROOT,
-                         capture_output=True, text=True, timeout=120, check=True).stdout
-    assert "8 summaries from concurrent requests" in out
 
 
 def _batch_histogram(url: str) -> dict[str, float]:

@@ -1,0 +1,65 @@
+"""SummarizerClient: the service's routes as methods that return the protocol's models (blocking)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import httpx
+
+from client import wire
+from serving.protocol import Summary, SummaryBatch
+
+
+class SummarizerClient:
+    """A running summarizer at ``url``; one connection pool, closed by ``close()`` or the ``with`` block.
+
+    ``timeout_s`` bounds each answer (a long batch on a CPU takes seconds), ``connect_timeout_s`` how long
+    an unreachable service may keep a call waiting. Failures raise ``ServiceUnreachable``/``ServiceError``.
+    """
+
+    def __init__(self, url: str = wire.DEFAULT_URL, *, timeout_s: float = 120.0,
+                 connect_timeout_s: float = 2.0) -> None:
+        self.url = wire.service_url(url)
+        self._timeout = wire.timeouts(timeout_s, connect_timeout_s)
+        self._http = httpx.Client(base_url=self.url, timeout=self._timeout)
+
+    def summarize(self, dialogue: str, generation: wire.Generation = None) -> Summary:
+        """One dialogue's summary; ``generation`` overrides the model's defaults for this request."""
+        response = self._send("POST", "/summarize", wire.summarize_body(dialogue, generation))
+        return wire.parse(response, self.url, Summary)
+
+    def summarize_batch(self, dialogues: Sequence[str], generation: wire.Generation = None) -> SummaryBatch:
+        """Summaries of several dialogues (at most the service's SUMMARIZER_MAX_LIST_ITEMS), in their order."""
+        response = self._send("POST", "/summarize_batch", wire.batch_body(dialogues, generation))
+        return wire.parse(response, self.url, SummaryBatch)
+
+    def model(self) -> dict:
+        """The served model, its generation defaults, the routing and each backend's status."""
+        return wire.parse_json(self._send("POST", "/model", {}), self.url)
+
+    def ready(self) -> bool:
+        """True when GET /readyz answers 200; False on anything else, including no answer. Never raises."""
+        try:
+            return self._http.get("/readyz", timeout=wire.probe_timeout(self._timeout)).status_code == 200
+        except Exception:  # noqa: BLE001 - a readiness probe answers a question, it does not fail
+            return False
+
+    def metrics_text(self) -> str:
+        """BentoML's Prometheus metrics page (text exposition format)."""
+        return self._send("GET", "/metrics").text
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> SummarizerClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _send(self, method: str, route: str, body: dict | None = None) -> httpx.Response:
+        try:
+            response = self._http.request(method, route, json=body)
+        except httpx.TransportError as exc:
+            raise wire.unreachable(self.url, exc, self._timeout) from exc
+        return wire.checked(response, self.url)

@@ -1,0 +1,163 @@
+"""What the sync and async clients share: request bodies, reading answers, and turning failures into ClientErrors.
+
+Kept free of I/O so both clients send and read exactly the same thing.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping, Sequence
+from typing import TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from client.errors import ServiceError, ServiceUnreachable, UnexpectedAnswer
+from serving.protocol import ErrorReason, GenerationOptions
+
+DEFAULT_URL = "http://localhost:3000"
+PROBE_TIMEOUT_S = 5.0
+Answer = TypeVar("Answer", bound=BaseModel)
+Generation = GenerationOptions | Mapping | None
+
+
+def service_url(url: str) -> str:
+    """The service's base URL without a trailing slash; anything but http(s)://host[:port][/path] is refused."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise ValueError(f"invalid summarizer URL {url!r} ({exc}); expected e.g. {DEFAULT_URL}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(f"the summarizer URL must be http(s)://HOST[:PORT], e.g. {DEFAULT_URL}; got {url!r}")
+    return str(url).rstrip("/")
+
+
+def timeouts(timeout_s: float, connect_timeout_s: float) -> httpx.Timeout:
+    # pool=None: a request waiting for a free connection of a busy pool is queued, not failed; once sent,
+    # the read timeout bounds it.
+    return httpx.Timeout(timeout_s, connect=connect_timeout_s, pool=None)
+
+
+def probe_timeout(timeout: httpx.Timeout) -> httpx.Timeout:
+    """A readiness probe waits seconds, not a summary's worth: a hung service is simply not ready."""
+    return httpx.Timeout(min(timeout.read or PROBE_TIMEOUT_S, PROBE_TIMEOUT_S), connect=timeout.connect)
+
+
+def generation_body(generation: Generation) -> dict | None:
+    """Settings as sent: a dict is validated with GenerationOptions here (pydantic's error), unset ones left out."""
+    if generation is None:
+        return None
+    options = generation if isinstance(generation, GenerationOptions) else GenerationOptions.model_validate(generation)
+    return options.model_dump(exclude_none=True) or None
+
+
+def summarize_body(dialogue: str, generation: Generation) -> dict:
+    return _with_generation({"dialogue": dialogue}, generation)
+
+
+def batch_body(dialogues: Sequence[str], generation: Generation) -> dict:
+    return _with_generation({"dialogues": list(dialogues)}, generation)
+
+
+def _with_generation(body: dict, generation: Generation) -> dict:
+    settings = generation_body(generation)
+    return body if settings is None else {**body, "generation": settings}
+
+
+def unreachable(url: str, exc: httpx.TransportError, timeout: httpx.Timeout) -> ServiceUnreachable:
+    """The ClientError for a request that got no answer, with the cause in words."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        cause = f"no connection within {timeout.connect:g} s (connect timeout)"
+    elif isinstance(exc, httpx.ReadTimeout):
+        cause = f"no answer within {timeout.read:g} s (read timeout)"
+    elif isinstance(exc, httpx.TimeoutException):
+        cause = f"timed out ({type(exc).__name__})"
+    elif isinstance(exc, httpx.RemoteProtocolError):
+        cause = f"the connection closed before an answer ({exc})"
+    else:
+        cause = _os_cause(exc, httpx.URL(url).host)
+    return ServiceUnreachable(url, cause)
+
+
+def _os_cause(exc: BaseException, host: str) -> str:
+    """The operating system's reason behind a connect error (httpx wraps it, the async path twice)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(seen, socket.gaierror):
+            return f"cannot resolve the host name {host!r} ({seen.strerror})"
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror[0].lower() + seen.strerror[1:]
+        seen = seen.__cause__ or seen.__context__
+    return str(exc) or type(exc).__name__
+
+
+def checked(response: httpx.Response, url: str) -> httpx.Response:
+    """The response when it is a 2xx, else the ServiceError that says what the service answered."""
+    if response.is_success:
+        return response
+    message, reason = _error_text(response)
+    raise ServiceError(url, response.request.url.path, response.status_code, message, reason,
+                       _retry_after_s(response.headers.get("retry-after")))
+
+
+def parse(response: httpx.Response, url: str, model: type[Answer]) -> Answer:
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError as exc:
+        raise UnexpectedAnswer(url, response.request.url.path, describe_errors(exc.errors())) from None
+
+
+def parse_json(response: httpx.Response, url: str) -> dict:
+    try:
+        answer = response.json()
+    except ValueError as exc:
+        raise UnexpectedAnswer(url, response.request.url.path, f"not JSON ({exc})") from None
+    if not isinstance(answer, dict):
+        raise UnexpectedAnswer(url, response.request.url.path, f"a JSON {type(answer).__name__}, not an object")
+    return answer
+
+
+def describe_errors(errors: Sequence[Mapping]) -> str:
+    """Pydantic's error list (the client's and BentoML's 400 ``detail``) as one line: 'where: what; ...'."""
+    parts = []
+    for error in errors:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.get("loc", ())).lstrip(".")
+        what = str(error.get("msg", "")).removeprefix("Value error, ")
+        # The service's own messages already start with the field ("dialogues[2]: ..."): say it once.
+        parts.append(what if not where or what.startswith(where.split("[")[0]) else f"{where}: {what}")
+    return "; ".join(parts)
+
+
+def _error_text(response: httpx.Response) -> tuple[str, ErrorReason | None]:
+    """(human message, ErrorBody reason) of an error answer, whatever its shape."""
+    try:
+        body = response.json()
+    except ValueError:  # not JSON, or not UTF-8
+        body = None
+    if isinstance(body, dict):
+        detail = body.get("detail")
+        if isinstance(detail, list) and detail and all(isinstance(d, Mapping) for d in detail):
+            return describe_errors(detail), None  # BentoML's 400: {"error": "1 validation error ...", "detail": [...]}
+        text = body.get("error") if isinstance(body.get("error"), str) else detail
+        if isinstance(text, str) and text.strip():
+            return text.strip(), _reason(body.get("reason"))
+    text = " ".join(response.text.split())
+    return (text[:500] or response.reason_phrase or "no message"), None
+
+
+def _reason(value) -> ErrorReason | None:
+    try:
+        return ErrorReason(value)
+    except ValueError:
+        return None
+
+
+def _retry_after_s(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None  # an HTTP date: the service never sends one
