@@ -235,6 +235,12 @@ def session_options(ort, threads: int, spinning: bool, stop_spinning_after_run: 
     return options
 
 
+# ONNX Runtime's BeamSearch refuses a max_length that does not exceed the decoder's start (1 token) plus,
+# with BART's forced first token, one more step ("max_length shall be greater than input sequence length");
+# such short summaries take the generate() loop.
+MIN_SEARCH_NEW_TOKENS = 3
+
+
 class OnnxEngine(Engine):
     """ONNX Runtime on CPU: optimum's export (encoder + merged decoder with its key/value cache).
 
@@ -291,8 +297,10 @@ class OnnxEngine(Engine):
 
     def runs_in_onnx_runtime(self, settings: GenerationSettings) -> bool:
         """Whether ONNX Runtime's BeamSearch operator serves these settings (else transformers' generate()):
-        its n-gram rule is fixed when the graph is built, and one beam is greedy search in transformers."""
+        its n-gram rule is fixed when the graph is built, one beam is greedy search in transformers, and it
+        cannot stop within two tokens."""
         return (self.search is not None and settings.num_beams > 1
+                and settings.max_new_tokens >= MIN_SEARCH_NEW_TOKENS
                 and settings.no_repeat_ngram_size == self.search_info["no_repeat_ngram_size"])
 
     def predict(self, input_ids, attention_mask, settings):

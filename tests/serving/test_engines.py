@@ -127,7 +127,7 @@ def test_beam_search_operator_gives_the_generate_loops_tokens(engines, loop_engi
 
 def test_settings_the_operator_cannot_take_go_through_the_generate_loop(engines):
     torch_engine, onnx_engine = engines
-    for update in ({"no_repeat_ngram_size": 2}, {"num_beams": 1}):
+    for update in ({"no_repeat_ngram_size": 2}, {"num_beams": 1}, {"max_new_tokens": 1}, {"max_new_tokens": 2}):
         settings = onnx_engine.defaults.model_copy(update=update)
         assert not onnx_engine.runs_in_onnx_runtime(settings)
         assert ([r.summary for r in onnx_engine.summarize(DIALOGUES, settings)]
