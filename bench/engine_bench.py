@@ -6,14 +6,13 @@ where a summary's time goes (the model's own forward passes versus the generate(
 from __future__ import annotations
 
 import shutil
-import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.common import ratios, spread
+from bench.stats import mean, median, ratio_spread, spread
 
 
 def load_engines(hf_dir: Path, onnx_dir: Path, threads: int, int8_dir: Path | None = None,
@@ -134,13 +133,13 @@ def onnx_vs_torch(engines: dict, texts: Sequence[str], settings, repeats: int, l
     for r in range(repeats):
         order = names[r % len(names):] + names[: r % len(names)]
         for name in order:
-            per_round[name].append(statistics.median(time_summaries(engines[name], texts, settings)))
+            per_round[name].append(median(time_summaries(engines[name], texts, settings)))
         log(f"  onnx_vs_torch round {r + 1}/{repeats}: " +
             ", ".join(f"{n} {per_round[n][-1] * 1000:.0f} ms" for n in names))
     out = {"latency_s": {name: spread(vals) for name, vals in per_round.items()}, "ratio_to_torch": {}}
     for name in names:
         if name != "torch":
-            out["ratio_to_torch"][name] = spread(ratios(per_round[name], per_round["torch"]))
+            out["ratio_to_torch"][name] = ratio_spread(per_round[name], per_round["torch"])
     out["same_summaries_as_torch"] = {
         name: _same(engines[name], engines["torch"], texts, settings) for name in names if name != "torch"}
     out["breakdown"] = {name: breakdown(engine, texts, settings) for name, engine in engines.items()}
@@ -150,7 +149,7 @@ def onnx_vs_torch(engines: dict, texts: Sequence[str], settings, repeats: int, l
 def _same(a, b, texts, settings) -> float:
     sa = [r.summary for r in a.summarize(list(texts), settings)]
     sb = [r.summary for r in b.summarize(list(texts), settings)]
-    return sum(x == y for x, y in zip(sa, sb)) / max(1, len(sa))
+    return sum(x == y for x, y in zip(sa, sb, strict=True)) / max(1, len(sa))
 
 
 def breakdown(engine, texts: Sequence[str], settings) -> dict:
@@ -168,13 +167,13 @@ def breakdown(engine, texts: Sequence[str], settings) -> dict:
             tokens.append(result.output_tokens)
     finally:
         clock.close()
-    total = statistics.median(totals)
-    in_model = statistics.median(model)
-    calls = statistics.median(steps)
+    total = median(totals)
+    in_model = median(model)
+    calls = median(steps)
     return {"total_ms": round(total * 1000, 2), "model_forward_ms": round(in_model * 1000, 2),
             "generate_loop_ms": round((total - in_model) * 1000, 2),
             "model_share": round(in_model / total, 3) if total else None,
-            "forward_calls": calls, "output_tokens": statistics.median(tokens),
+            "forward_calls": calls, "output_tokens": median(tokens),
             "per_call_model_ms": round(in_model * 1000 / calls, 3) if calls else None,
             "per_call_loop_ms": round((total - in_model) * 1000 / calls, 3) if calls else None}
 
@@ -215,11 +214,11 @@ def int8_quality(fp32_ref: str, int8_layout: Path | None, int8_tag: str | None, 
         low, high = bootstrap_ci(deltas)
         sets[name] = {"n": len(deltas), "rougeL_fp32": fp32.results[name]["onnx"]["scores"]["rougeL"]["mean"],
                       "rougeL_int8": int8.results[name]["onnx"]["scores"]["rougeL"]["mean"],
-                      "delta": statistics.fmean(deltas), "delta_ci95": [low, high],
+                      "delta": mean(deltas), "delta_ci95": [low, high],
                       "same_summaries": sum(a[i]["summary"] == b[i]["summary"] for i in a) / max(1, len(a))}
     worst = min((s["delta"] for s in sets.values()), default=None)
     return {"subset": subset, "limit": limit, "sets": sets, "worst_set_delta": worst,
-            "pooled_delta": statistics.fmean(all_deltas) if all_deltas else None,
+            "pooled_delta": mean(all_deltas) if all_deltas else None,
             "command": f"python -m eval run --model <fp32 and int8 models> --backends onnx --subset {subset}"}
 
 

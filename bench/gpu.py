@@ -21,10 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
+
+from bench.stats import mean, median
 
 BART_LARGE_CNN = dict(vocab_size=50264, d_model=1024, encoder_layers=12, decoder_layers=12,
                       encoder_attention_heads=16, decoder_attention_heads=16, encoder_ffn_dim=4096,
@@ -50,7 +51,6 @@ def build_model(config_kwargs: dict, dtype, device, seed: int = 0):
 
 def inputs(n: int, max_tokens: int, device) -> tuple:
     """``n`` DialogSum test dialogues (cycled) tokenized with the BART tokenizer, padded as a batch."""
-    import torch
     from transformers import BartTokenizerFast
 
     from bench.common import load_dialogues
@@ -108,8 +108,8 @@ def measure(model, input_ids, attention_mask, new_tokens: int, generation: dict,
     batch = input_ids.shape[0]
     new = shapes[1] - 1  # the decoder start token is not generated
     per_s = [batch / t for t in times]
-    return {"batch_size": batch, "seconds_per_batch": statistics.median(times),
-            "summaries_per_s": statistics.median(per_s), "summaries_per_s_min": min(per_s),
+    return {"batch_size": batch, "seconds_per_batch": median(times),
+            "summaries_per_s": median(per_s), "summaries_per_s_min": min(per_s),
             "summaries_per_s_max": max(per_s), "repeats": repeats, "generated_tokens": new,
             "all_forced_to_length": new == new_tokens, "model_forward_share": round(forward_s[0] / hooked_total, 3)}
 
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             row = measure(model, input_ids, mask, new_tokens, generation, args.repeats, device)
-            row["input_tokens_mean"] = statistics.fmean(lengths)
+            row["input_tokens_mean"] = mean(lengths)
             row["input_tokens_padded"] = input_ids.shape[1]
             if device.type == "cuda":
                 row["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
@@ -183,6 +183,12 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(args.json)
     else:
         path = write_results("gpu", result)
+    print_table(rows, best)
+    print(f"results: {path}")
+    return 0
+
+
+def print_table(rows: list[dict], best: dict | None) -> None:
     print(f"{'batch':>6} {'summaries/s':>12} {'s/batch':>9} {'forward share':>14} {'peak GiB':>9}")
     for r in rows:
         if "error" in r:
@@ -193,8 +199,6 @@ def main(argv: list[str] | None = None) -> int:
     if best:
         print(f"best: {best['summaries_per_s']:.1f} summaries/s at batch {best['batch_size']} (target 40/s on an "
               f"H100; published bart-large-cnn: 12.4/s on a V100)")
-    print(f"results: {path}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Every user posts one DialogSum dialogue to /summarize, waits for the answer (and ``think_s``), and posts the
 next: a short dialogue or, with probability ``long_share``, a long one (split at the median length). On a
-503 the user waits what ``Retry-After`` says, as a well-behaved client does.
+503 the user records the body's reason (``serving.protocol.ErrorBody``) and waits what ``Retry-After``
+says, as a well-behaved client does.
 
 The shape: ``start_users`` -> ``peak_users`` linearly over ``ramp_s`` seconds, ``hold_s`` at the peak, then
 ``overload_users`` (past the service's admission limit) for ``overload_s``, then stop.
@@ -22,6 +23,9 @@ import time
 import gevent
 from locust import LoadTestShape, between, events, task
 from locust.contrib.fasthttp import FastHttpUser
+from pydantic import ValidationError
+
+from serving.protocol import ErrorBody
 
 CONFIG = json.loads(os.environ.get("LOADTEST_CONFIG") or "{}")
 START_USERS = int(CONFIG.get("start_users", 10))
@@ -68,6 +72,15 @@ def users_at(t: float) -> int:
     if phase == "overload":
         return OVERLOAD_USERS
     return 0
+
+
+def refusal_reason(body: str | None) -> str | None:
+    """The machine-readable reason of a 503 (``ErrorBody.reason``: "overloaded" or "unavailable");
+    None when the body is not an ErrorBody (a 503 the service's own code did not write)."""
+    try:
+        return ErrorBody.model_validate_json(body or "").reason.value
+    except ValidationError:
+        return None
 
 
 class RampThenOverload(LoadTestShape):
@@ -126,9 +139,8 @@ class DialogueUser(FastHttpUser):
             resp.success()
         elif status == 503:
             record["retry_after"] = resp.headers.get("Retry-After") if resp.headers else None
-            body = (resp.text or "")[:300]
-            record["reason"] = "admission" if "overloaded" in body else "backend"
-            record["body"] = body
+            record["body"] = (resp.text or "")[:300]
+            record["reason"] = refusal_reason(resp.text)
             resp.success()  # judged by bench/loadtest.py: expected past capacity, if fast
         else:
             record["error"] = str(resp.error or (resp.text or "")[:300])[:300]

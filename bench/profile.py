@@ -189,12 +189,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def render(results: dict) -> str:
     parts = [p for p, _ in PARTS] + ["other"]
-    header = ["batch", "groups (first call)", "ms/dialogue", "encoder", "decoder", "loop"] + parts + ["cross K/V per step"]
+    header = (["batch", "groups (first call)", "ms/dialogue", "encoder", "decoder", "loop"] + parts
+              + ["cross K/V per step"])
     path = results["batches"][0]["path"] if results["batches"] else "?"
     lines = [f"{results['model']}, ONNX Runtime ({path}), {results['threads']} threads; decoder parts as "
              "shares of the decoder's operator time; 'loop': the rest of the wall time", " | ".join(header)]
     for row in results["batches"]:
-        cells = [str(row["batch_size"]), "+".join(map(str, row["groups_first_call"])), f"{row['s_per_dialogue'] * 1000:.0f}",
+        cells = [str(row["batch_size"]), "+".join(map(str, row["groups_first_call"])),
+                 f"{row['s_per_dialogue'] * 1000:.0f}",
                  f"{row['encoder_share']:.0%}", f"{row['decoder_share']:.0%}", f"{row['generate_loop_share']:.0%}"]
         cells += [f"{row['decoder_parts_share'].get(p, 0.0):.0%}" for p in parts]
         cells.append(f"{row['cross_attention_mib_per_step']:.0f} MiB")

@@ -169,10 +169,15 @@ def cmd_run(args, argv) -> int:
     has_subset = baseline is not None and args.subset in baseline.subsets()
     ids = baseline.ids(args.subset) if has_subset else None
     run = run_suite(target, _options(args, ids=ids), log=_log)
-    gate = compare(run, baseline) if has_subset else None
-    directory = write_report(run, gate, args.report_dir)
-    print(render_markdown(run, gate, console=True))
+    # The same checks as the gate, shown as a comparison: `run` reports, only `gate` decides (and exits 1).
+    comparison = compare(run, baseline) if has_subset else None
+    directory = write_report(run, comparison, args.report_dir, verdict=False)
+    print(render_markdown(run, comparison, console=True, verdict=False))
     print(f"report: {directory}/report.md (and report.json); {run.timing['total_s']:.0f} s")
+    if baseline is None:
+        print(f"no baseline at {path}: scores only (write one with `python -m eval baseline`)")
+    elif not has_subset:
+        print(f"{path} has no '{args.subset}' baseline: scores only")
     return 0
 
 

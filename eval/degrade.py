@@ -5,9 +5,10 @@ Each builder writes a stored-model layout (``hf/`` + ``onnx/``) into a directory
 
     capped_generation   generation_config max_new_tokens capped (a "changed generation setting")
     noisy_weights       Gaussian noise on every weight matrix (a bad fine-tune or a corrupted file)
-    int8_onnx           naive dynamic int8 quantization of every MatMul in the ONNX export, with
-                        onnxruntime.quantization.quantize_dynamic (the PyTorch weights stay fp32, so the
-                        backend-agreement check sees the difference too)
+    int8_onnx           the int8 model that `python -m model_store quantize` stores (model_store.quantize:
+                        every weight MatMul of every ONNX graph dynamically quantized, the BeamSearch graph
+                        that the ONNX engine runs rebuilt from quantized split graphs); the PyTorch weights
+                        stay fp32, so the backend-agreement check sees the difference too
 
     python -m eval.degrade noise dialogue-bart-small:latest /tmp/noisy --std 1.0
 """
@@ -20,8 +21,6 @@ import shutil
 from pathlib import Path
 
 from serving.engines import HF_SUBDIR, ONNX_SUBDIR
-
-ONNX_GRAPHS = ("encoder_model.onnx", "decoder_model_merged.onnx")
 
 
 def _source_layout(source: str) -> Path:
@@ -79,17 +78,15 @@ def noisy_weights(source: str, dest: str | Path, std: float = 1.0, seed: int = 0
 
 
 def int8_onnx(source: str, dest: str | Path) -> Path:
-    """The ONNX export with every MatMul (the linear layers) dynamically quantized to int8 weights."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    """``source`` with int8 ONNX graphs, built by the code that ``python -m model_store quantize`` runs
+    (``model_store.quantize.quantize_layout``), so the ONNX engine serves int8 weights also through its
+    BeamSearch graph; the ``hf/`` files (PyTorch) are copied unchanged."""
+    from model_store.quantize import quantize_layout
 
-    dest = _copy(source, dest)
-    for name in ONNX_GRAPHS:
-        graph = dest / ONNX_SUBDIR / name
-        quantized = graph.with_suffix(".int8.onnx")
-        # EnableSubgraph: the merged decoder keeps its layers inside If branches (with and without cache).
-        quantize_dynamic(graph, quantized, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"],
-                         extra_options={"EnableSubgraph": True})
-        quantized.replace(graph)
+    src, dest = _source_layout(source), Path(dest)
+    if dest.exists():
+        shutil.rmtree(dest)
+    quantize_layout(src, dest)
     return dest
 
 
@@ -101,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-new-tokens", type=int, default=4)
     p = sub.add_parser("noise", help="Gaussian noise on the weights")
     p.add_argument("--std", type=float, default=1.0, help="noise std as a multiple of each matrix's std")
-    sub.add_parser("int8", help="naive int8 quantization of the ONNX export")
+    sub.add_parser("int8", help="int8 ONNX graphs, as `python -m model_store quantize` makes them")
     for p in sub.choices.values():
         p.add_argument("source", help="model tag or stored layout directory")
         p.add_argument("dest", help="directory to write (replaced)")

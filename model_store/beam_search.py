@@ -46,10 +46,13 @@ def export_beam_search(hf_dir: str | Path, onnx_dir: str | Path,
     reaches the weights that the operator's two subgraphs share, which wiring moves to the outer graph."""
     from optimum.exporters.onnx import main_export
 
+    from model_store.quiet import quiet_export
+
     with tempfile.TemporaryDirectory() as tmp:
         split = Path(tmp) / "split"
-        main_export(str(hf_dir), output=split, task="text2text-generation-with-past", do_validation=False,
-                    no_post_process=True)
+        with quiet_export():
+            main_export(str(hf_dir), output=split, task="text2text-generation-with-past", do_validation=False,
+                        no_post_process=True)
         if transform is not None:
             transformed = Path(tmp) / "transformed"
             transformed.mkdir()

@@ -30,6 +30,7 @@ import logging
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from serving.engines import HF_SUBDIR, ONNX_SUBDIR
@@ -40,9 +41,21 @@ QUANTIZED_GRAPHS = ("decoder_model_merged.onnx", *SPLIT_GRAPHS)
 OUTPUT_PROJECTION = "/lm_head/MatMul"
 
 
+def quantize_layout(src: str | Path, dest: str | Path, progress: Callable[[str], None] | None = None,
+                    **options) -> list[str]:
+    """Write ``dest`` as a stored-model layout with int8 ONNX graphs: ``src``'s ``hf/`` copied, its ``onnx/``
+    quantized by ``quantize_onnx_dir`` (``options``: its keyword arguments), the BeamSearch graph rebuilt from
+    quantized split graphs. What ``python -m model_store quantize`` stores, and eval.degrade's int8 candidate.
+    Returns the names of the quantized graphs."""
+    src, dest = Path(src), Path(dest)
+    shutil.copytree(src / HF_SUBDIR, dest / HF_SUBDIR)
+    return quantize_onnx_dir(src / ONNX_SUBDIR, dest / ONNX_SUBDIR, hf_dir=dest / HF_SUBDIR, progress=progress,
+                             **options)
+
+
 def quantize_onnx_dir(src: str | Path, dest: str | Path, hf_dir: str | Path | None = None,
                       include_gather: bool = False, per_channel: bool = True,
-                      exclude: tuple[str, ...] = ()) -> list[str]:
+                      exclude: tuple[str, ...] = (), progress: Callable[[str], None] | None = None) -> list[str]:
     """Quantize the ONNX graphs of an optimum export in ``src`` into ``dest``; copy everything else.
 
     Returns the names of the graphs that were quantized. When ``src`` has a BeamSearch graph, its int8
@@ -50,7 +63,8 @@ def quantize_onnx_dir(src: str | Path, dest: str | Path, hf_dir: str | Path | No
     (``model_store.beam_search.export_beam_search``). ``include_gather`` also stores the embedding tables
     in int8 (smaller file, one more approximation); it is off by default because the embedding lookups cost
     nothing next to the matrix products. ``exclude``: node names kept in fp32 (e.g. ``/lm_head/MatMul``,
-    the output projection), in every graph and branch that has it.
+    the output projection), in every graph and branch that has it. ``progress`` receives a line per step.
+    Raises RuntimeError when a written graph still has an fp32 weight product that ``exclude`` does not name.
     """
     src, dest = Path(src), Path(dest)
     if not (src / "encoder_model.onnx").exists():
@@ -61,11 +75,13 @@ def quantize_onnx_dir(src: str | Path, dest: str | Path, hf_dir: str | Path | No
                          "int8 version can be rebuilt from quantized split graphs")
     dest.mkdir(parents=True, exist_ok=True)
     options = {"include_gather": include_gather, "per_channel": per_channel, "exclude": exclude}
+    say = progress or (lambda line: None)
     done = []
     for path in sorted(src.iterdir()):
         if path.is_dir():
             continue
         if path.name in QUANTIZED_GRAPHS:
+            say(f"quantize {path.name}")
             _quantize_graph(path, dest / path.name, **options)
             done.append(path.name)
         elif not path.name.endswith((".onnx", ".onnx_data")):  # beam_search.json: rewritten below
@@ -77,9 +93,22 @@ def quantize_onnx_dir(src: str | Path, dest: str | Path, hf_dir: str | Path | No
             for name in SPLIT_GRAPHS:
                 _quantize_graph(split / name, out / name, **options)
 
+        say(f"rebuild {GRAPH_FILE} from int8 split graphs (optimum export, quantize, wire)")
         export_beam_search(hf_dir, dest, transform=quantize_split)
         done.append(GRAPH_FILE)
+    for name in done:
+        _check_quantized(dest / name, exclude)
     return done
+
+
+def _check_quantized(graph: Path, exclude: tuple[str, ...]) -> None:
+    """Every weight product of ``graph`` is int8 but the excluded ones (which wiring may prefix, e.g. "d/")."""
+    from model_store.onnx_graphs import fp32_weight_matmuls
+
+    left = [n for n in fp32_weight_matmuls(graph) if not any(n.endswith(kept) for kept in exclude)]
+    if left:
+        raise RuntimeError(f"{graph} still has {len(left)} fp32 weight MatMul(s) after quantization "
+                           f"(e.g. {', '.join(left[:3])}): its int8 model would serve fp32 weights")
 
 
 def _quantize_graph(path: Path, out: Path, include_gather: bool, per_channel: bool,
@@ -105,24 +134,22 @@ def _no_preprocess_hint(record) -> bool:
 
 
 def quantize_stored(tag: str, name: str | None = None, include_gather: bool = False,
-                    per_channel: bool = True, exclude: tuple[str, ...] = ()) -> str:
-    """Store an int8 copy of stored model ``tag`` (its hf/ files + quantized onnx/); returns the new tag."""
-    import bentoml
-
-    from model_store.store import _versions, _without_none, get_model, sha256_file
+                    per_channel: bool = True, exclude: tuple[str, ...] = (),
+                    progress: Callable[[str], None] | None = None) -> str:
+    """Store an int8 copy of stored model ``tag`` (its hf/ files + quantized onnx/); returns the new tag.
+    ``progress`` receives one short line per step."""
+    from model_store.store import _versions, checksums, get_model, store_files
 
     source = get_model(tag)
-    src_onnx = Path(source.path) / ONNX_SUBDIR
-    if not (src_onnx / "encoder_model.onnx").exists():
+    if not (Path(source.path) / ONNX_SUBDIR / "encoder_model.onnx").exists():
         raise FileNotFoundError(f"{tag} has no ONNX export to quantize (was it imported with --no-onnx?)")
     new_name = name or f"{source.tag.name}-int8"
+    say = progress or (lambda line: None)
     with tempfile.TemporaryDirectory() as staging_root:
         staging = Path(staging_root)
-        shutil.copytree(Path(source.path) / HF_SUBDIR, staging / HF_SUBDIR)
-        quantized = quantize_onnx_dir(src_onnx, staging / ONNX_SUBDIR, hf_dir=staging / HF_SUBDIR,
-                                      include_gather=include_gather,
-                                      per_channel=per_channel, exclude=exclude)
-        files = {str(p.relative_to(staging)): sha256_file(p) for p in sorted(staging.rglob("*")) if p.is_file()}
+        quantized = quantize_layout(source.path, staging, progress=lambda line: say(f"{new_name}: {line}"),
+                                    include_gather=include_gather, per_channel=per_channel, exclude=exclude)
+        files = checksums(staging)
         meta = dict(source.info.metadata)
         meta.update({
             "quantized_from": str(source.tag),
@@ -139,12 +166,8 @@ def quantize_stored(tag: str, name: str | None = None, include_gather: bool = Fa
         })
         labels = {**source.info.labels, "onnx": "int8", "quantized_from": str(source.tag)}
         labels.pop("default", None)
-        with bentoml.models.create(new_name, labels=labels, metadata=_without_none(meta)) as stored:
-            for rel in files:
-                target = Path(stored.path) / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(staging / rel, target)
-    return str(stored.tag)
+        say(f"{new_name}: store")
+        return store_files(new_name, labels, meta, staging, files)[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,9 +181,12 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"leave {OUTPUT_PROJECTION} (the vocabulary logits) in fp32: slower, for a model "
                              "whose int8 logits lose quality")
     args = parser.parse_args(argv)
+    from model_store.store import get_model
+
     tag = quantize_stored(args.tag, args.name, args.include_gather, per_channel=not args.per_tensor,
-                          exclude=(OUTPUT_PROJECTION,) if args.keep_output_projection_fp32 else ())
-    print(f"stored {tag}")
+                          exclude=(OUTPUT_PROJECTION,) if args.keep_output_projection_fp32 else (),
+                          progress=lambda line: print(line, file=sys.stderr, flush=True))
+    print(f"stored {tag} at {get_model(tag).path}")
     return 0
 
 

@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
-from tqdm import tqdm
-
 from serving.config import DEFAULT_MODEL_NAME
 from serving.engines import HF_SUBDIR, ONNX_SUBDIR
 
@@ -98,8 +96,11 @@ def export_onnx(hf_dir: Path, dest: Path, beam_search: bool = True) -> None:
     (model_store/beam_search.py), which the ONNX engine runs instead of transformers' generate() loop."""
     from optimum.exporters.onnx import main_export
 
+    from model_store.quiet import quiet_export
+
     with tempfile.TemporaryDirectory() as tmp:
-        main_export(str(hf_dir), output=tmp, task="text2text-generation-with-past", do_validation=False)
+        with quiet_export():
+            main_export(str(hf_dir), output=tmp, task="text2text-generation-with-past", do_validation=False)
         dest.mkdir(parents=True, exist_ok=True)
         for name in ONNX_KEEP:
             if (Path(tmp) / name).exists():
@@ -115,31 +116,24 @@ def export_onnx(hf_dir: Path, dest: Path, beam_search: bool = True) -> None:
 
 def import_model(source: str, name: str, labels: dict[str, str] | None = None, revision: str | None = None,
                  onnx: bool = True, progress: Callable[[str], None] | None = None) -> ImportResult:
-    """Import ``source`` (local directory or hub id) as BentoML model ``name``; returns its tag."""
-    import bentoml
+    """Import ``source`` (local directory or hub id) as BentoML model ``name``; returns its tag and the
+    directory it is stored in. ``progress`` receives one short line per step (the command line prints them)."""
     from transformers import AutoConfig
 
-    steps = ["fetch Hugging Face files", "export ONNX", "checksums", "store"] if onnx else \
-        ["fetch Hugging Face files", "checksums", "store"]
-    bar = tqdm(steps, desc=f"import {name}", unit="step", leave=False)
-
-    def step(label: str) -> None:
-        bar.set_postfix_str(label)
-        if progress:
-            progress(label)
+    steps = ["fetch Hugging Face files", "export ONNX (encoder, decoder, BeamSearch graph)", "checksums", "store"]
+    if not onnx:
+        steps.remove(steps[1])
+    step = _stepper(f"import {name}", steps, progress)
 
     with tempfile.TemporaryDirectory() as staging_root:
         staging = Path(staging_root)
-        step("fetch Hugging Face files")
+        step()
         kind = fetch_hf_files(source, staging / HF_SUBDIR, revision)
-        bar.update(1)
         if onnx:
-            step("export ONNX")
+            step()
             export_onnx(staging / HF_SUBDIR, staging / ONNX_SUBDIR)
-            bar.update(1)
-        step("checksums")
-        files = {str(p.relative_to(staging)): sha256_file(p) for p in sorted(staging.rglob("*")) if p.is_file()}
-        bar.update(1)
+        step()
+        files = checksums(staging)
         config = AutoConfig.from_pretrained(staging / HF_SUBDIR)
         generation = json.loads((staging / HF_SUBDIR / "generation_config.json").read_text()) \
             if (staging / HF_SUBDIR / "generation_config.json").exists() else {}
@@ -162,15 +156,40 @@ def import_model(source: str, name: str, labels: dict[str, str] | None = None, r
         }
         all_labels = {"task": "summarization", "architecture": config.model_type, "source": kind,
                       "onnx": "yes" if onnx else "no", **(labels or {})}
-        step("store")
-        with bentoml.models.create(name, labels=all_labels, metadata=_without_none(meta)) as stored:
-            for rel in files:
-                target = Path(stored.path) / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(staging / rel, target)
-        bar.update(1)
-    bar.close()
-    return ImportResult(tag=str(stored.tag), path=Path(stored.path), files=files)
+        step()
+        tag, path = store_files(name, all_labels, meta, staging, files)
+    return ImportResult(tag=tag, path=path, files=files)
+
+
+def _stepper(what: str, steps: list[str], progress: Callable[[str], None] | None) -> Callable[[], None]:
+    """Calls ``progress`` with "what [i/n]: step" for the next step at each call (nothing without one)."""
+    numbered = iter(enumerate(steps, 1))
+
+    def step() -> None:
+        i, label = next(numbered)
+        if progress:
+            progress(f"{what} [{i}/{len(steps)}]: {label}")
+    return step
+
+
+def checksums(root: Path) -> dict[str, str]:
+    """sha256 of every file under ``root``, by path relative to it (what ``verify`` re-checks)."""
+    return {str(p.relative_to(root)): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def store_files(name: str, labels: dict[str, str], metadata: dict, staging: Path,
+                files: dict[str, str]) -> tuple[str, Path]:
+    """Copy ``files`` (relative to ``staging``) into a new version of BentoML model ``name``; returns its tag
+    and its directory in the store (not the temporary one BentoML writes into before it saves)."""
+    import bentoml
+
+    with bentoml.models.create(name, labels=labels, metadata=_without_none(metadata)) as stored:
+        for rel in files:
+            target = Path(stored.path) / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(staging / rel, target)
+    saved = bentoml.models.get(stored.tag)
+    return str(saved.tag), Path(saved.path)
 
 
 def _without_none(value):

@@ -1,8 +1,7 @@
-"""Fixtures of the ROUGE suite's tests (imported by tests/test_gate*.py; conftest.py provides the models)."""
+"""Fixtures of the ROUGE suite's tests (tests/conftest.py provides the BentoML home and the models)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -34,13 +33,3 @@ def shipped_baseline(shipped_model) -> Path:
         pytest.fail(f"{DEFAULT_BASELINE} is missing: write it with `python -m eval baseline --subset ci` "
                     "(make baseline) and commit it")
     return DEFAULT_BASELINE
-
-
-def read_report(directory: Path) -> tuple[str, dict]:
-    return (directory / "report.md").read_text(), json.loads((directory / "report.json").read_text())
-
-
-def cli(*args: str) -> int:
-    from eval.__main__ import main
-
-    return main(list(args))

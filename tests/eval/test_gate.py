@@ -12,14 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.eval_fixtures import cli, eval_cache, read_report  # noqa: F401 - eval_cache is a fixture
-from tests.server import REPO_ROOT, ServedSummarizer
+from eval.datasets import REPO_ROOT
+from harness import bentoml_serve
+from tests.eval.eval_cli import cli, read_report
 
 LIMIT = "3"
 
 
 @pytest.fixture(scope="module")
-def tiny_baseline(tiny_model, eval_cache, tmp_path_factory) -> Path:  # noqa: F811
+def tiny_baseline(tiny_model, eval_cache, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("baselines") / "tiny-bart.json"
     assert cli("baseline", "--model", tiny_model, "--limit", LIMIT, "--out", str(out), "--cache-dir", str(eval_cache),
                "--report-dir", str(out.parent / "report"), "--no-progress") == 0
@@ -62,7 +63,7 @@ def test_baseline_records_scores_and_configuration(tiny_model, tiny_baseline):
     assert len(rows) == 6 and all(set(r["summaries"]) == {"torch", "onnx"} and r["dialogue_sha"] for r in rows)
 
 
-def test_same_model_passes_and_a_rerun_comes_from_the_cache(tiny_model, tiny_baseline, eval_cache, tmp_path):  # noqa: F811
+def test_same_model_passes_and_a_rerun_comes_from_the_cache(tiny_model, tiny_baseline, eval_cache, tmp_path):
     code = cli("gate", "--model", tiny_model, "--baseline", str(tiny_baseline), "--cache-dir", str(eval_cache),
                "--report-dir", str(tmp_path), "--no-progress")
     assert code == 0
@@ -81,7 +82,7 @@ def test_same_model_passes_and_a_rerun_comes_from_the_cache(tiny_model, tiny_bas
     assert "candidate weights are the baseline's" in " ".join(report["gate"]["notes"])
 
 
-def test_regression_fails_and_the_report_names_set_backend_and_metric(tiny_model, stronger_baseline, eval_cache,  # noqa: F811
+def test_regression_fails_and_the_report_names_set_backend_and_metric(tiny_model, stronger_baseline, eval_cache,
                                                                       tmp_path, capsys):
     code = cli("gate", "--model", tiny_model, "--baseline", str(stronger_baseline), "--cache-dir", str(eval_cache),
                "--report-dir", str(tmp_path), "--no-progress")
@@ -102,6 +103,25 @@ def test_regression_fails_and_the_report_names_set_backend_and_metric(tiny_model
     assert report["gate"]["worst"]["dialogsum_test"]["onnx"] == []
 
 
+def test_run_compares_with_the_baseline_without_a_verdict(tiny_model, stronger_baseline, eval_cache, tmp_path,
+                                                          capsys):
+    """`python -m eval run` is not the gate: against a baseline the candidate falls far short of, it exits 0
+    and its report shows the gate's checks as a comparison, with no pass or fail heading."""
+    code = cli("run", "--model", tiny_model, "--baseline", str(stronger_baseline), "--cache-dir", str(eval_cache),
+               "--report-dir", str(tmp_path), "--no-progress")
+    assert code == 0
+    out = capsys.readouterr().out
+    title = out.splitlines()[0]
+    assert title.startswith("# ROUGE evaluation: ") and "a report, not the gate" in title, title
+    assert "gate PASSED" not in out and "gate FAILED" not in out and "**FAIL**" not in out
+    assert "**outside tolerance**: samsum (samsum_validation) / torch / ROUGE-L" in out
+    markdown, report = read_report(tmp_path)
+    assert markdown.splitlines()[0] == title
+    assert report["verdict"] is None and "gate" not in report and "passed" not in report["comparison"]
+    outside = {(c["dataset"], c["backend"]) for c in report["comparison"]["checks"] if not c["passed"]}
+    assert outside == {("samsum_validation", "torch"), ("samsum_validation", "onnx")}
+
+
 def test_missing_baseline_is_a_usage_error(tiny_model, tiny_baseline, tmp_path, capsys):
     assert cli("gate", "--model", tiny_model, "--baseline", str(tmp_path / "none.json")) == 2
     assert "python -m eval baseline" in capsys.readouterr().err
@@ -109,7 +129,7 @@ def test_missing_baseline_is_a_usage_error(tiny_model, tiny_baseline, tmp_path, 
     assert "no 'full' baseline" in capsys.readouterr().err
 
 
-def test_hugging_face_directory_is_exported_to_onnx_once(tiny_model_dir, eval_cache):  # noqa: F811
+def test_hugging_face_directory_is_exported_to_onnx_once(tiny_model_dir, eval_cache):
     from eval.generate import ensure_onnx, resolve_candidate
 
     candidate = ensure_onnx(resolve_candidate(str(tiny_model_dir)), eval_cache, log=lambda _: None)
@@ -120,9 +140,9 @@ def test_hugging_face_directory_is_exported_to_onnx_once(tiny_model_dir, eval_ca
     assert (again.onnx_dir / "encoder_model.onnx").stat().st_mtime_ns == stamp
 
 
-def test_running_service_end_to_end(tiny_model, tiny_baseline, serve_env, eval_cache, tmp_path):  # noqa: F811
+def test_running_service_end_to_end(tiny_model, tiny_baseline, serve_env, eval_cache, tmp_path):
     """What the service returns is what the ONNX engine scored (CPU: the service routes to ONNX)."""
-    with ServedSummarizer(serve_env(tiny_model), tmp_path / "serve.log") as server:
+    with bentoml_serve(tmp_path / "serve.log", serve_env(tiny_model)) as server:
         code = cli("gate", "--url", server.url, "--baseline", str(tiny_baseline), "--report-dir", str(tmp_path / "r"),
                    "--no-progress")
     assert code == 0
@@ -138,7 +158,7 @@ def test_running_service_end_to_end(tiny_model, tiny_baseline, serve_env, eval_c
 
 @pytest.mark.skipif(not (REPO_ROOT / "bentofile.yaml").exists(), reason="bentofile.yaml not written yet")
 def test_bento_is_built_only_after_the_gate_and_carries_its_scores(tiny_model, tiny_baseline, stronger_baseline,
-                                                                   eval_cache, tmp_path, capsys):  # noqa: F811
+                                                                   eval_cache, tmp_path, capsys):
     import bentoml
 
     def bentos() -> set[str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.server import REPO_ROOT
+from model_store.tiny import REPO_ROOT
 
 
 def _bentoml(*args: str, env: dict[str, str]) -> str:

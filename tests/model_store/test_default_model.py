@@ -12,7 +12,7 @@ import pytest
 
 from eval.datasets import load_eval_set
 from model_store.store import DEFAULT_MODEL_DIR
-from tests.server import REPO_ROOT
+from model_store.tiny import REPO_ROOT
 
 TINY_RECIPE = ["--limit-train", "48", "--vocab-size", "600", "--d-model", "32", "--encoder-layers", "1",
                "--decoder-layers", "1", "--attention-heads", "2", "--ffn-dim", "64", "--eval-examples", "6",

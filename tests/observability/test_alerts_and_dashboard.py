@@ -13,7 +13,7 @@ import yaml
 
 from observability import telemetry
 
-OBS = Path(__file__).resolve().parent.parent / "observability"
+OBS = Path(__file__).resolve().parents[2] / "observability"
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (Debian: apt-get install "
                                                                "prometheus); alert rules not checked")
