@@ -41,7 +41,7 @@ test: setup
 
 # Retrain the default model (see model_store/default_model/README.md for the exact command used).
 train: setup
-	$(BIN)/python -m model_store.train_default --out $(TRAIN_OUT) --epochs 8 --bf16 --resume
+	$(BIN)/python -m training.train_default --out $(TRAIN_OUT) --epochs 8 --bf16 --resume
 
 # ROUGE-L gate: the served model ($(MODEL)) against eval/baselines/<name>.json on the fixed seeded subset
 gate: import-default

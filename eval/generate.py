@@ -40,7 +40,7 @@ _IGNORED_FILES = {"README.md"}
 
 def default_model_ref() -> str:
     """The model the service serves: $SUMMARIZER_MODEL, else the default model's latest version."""
-    from serving.config import DEFAULT_MODEL_NAME
+    from model_store.layout import DEFAULT_MODEL_NAME
 
     model = os.environ.get("SUMMARIZER_MODEL", "").strip() or f"{DEFAULT_MODEL_NAME}:latest"
     return model if ":" in model or _looks_like_path(model) else model + ":latest"

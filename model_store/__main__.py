@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 
-from serving.config import DEFAULT_MODEL_NAME
+from model_store.layout import DEFAULT_MODEL_NAME
 
 
 def _labels(items: list[str]) -> dict[str, str]:

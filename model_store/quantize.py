@@ -33,7 +33,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from serving.engines import HF_SUBDIR, ONNX_SUBDIR
+from model_store.layout import HF_SUBDIR, ONNX_SUBDIR
 
 # optimum's split export, which model_store/beam_search.py wires into the BeamSearch graph
 SPLIT_GRAPHS = ("encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx")

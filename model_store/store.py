@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
-from serving.config import DEFAULT_MODEL_NAME
-from serving.engines import HF_SUBDIR, ONNX_SUBDIR
+from model_store.layout import DEFAULT_MODEL_NAME, HF_SUBDIR, ONNX_SUBDIR
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
 

@@ -14,9 +14,9 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from model_store.layout import DEFAULT_MODEL_NAME
 from serving.protocol import BackendName, RequestLimits
 
-DEFAULT_MODEL_NAME = "dialogue-bart-small"
 ENV_PREFIX = "SUMMARIZER_"
 
 

@@ -20,13 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from model_store.layout import HF_SUBDIR, ONNX_SUBDIR  # noqa: F401 - also imported from here by callers
 from serving.observers import NO_OBSERVER, EngineObserver, GenerationCall, Isolated
 from serving.protocol import EngineName, GenerationJob, GenerationResult, GenerationSettings
 
 logger = logging.getLogger(__name__)
 
-HF_SUBDIR = "hf"  # inside a stored model: the Hugging Face files
-ONNX_SUBDIR = "onnx"  # inside a stored model: the optimum ONNX export (with the decoder KV cache)
 
 
 @dataclass

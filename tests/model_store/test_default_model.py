@@ -20,7 +20,7 @@ TINY_RECIPE = ["--limit-train", "48", "--vocab-size", "600", "--d-model", "32", 
 
 
 def _train(out: Path, *extra: str) -> str:
-    cmd = [sys.executable, "-m", "model_store.train_default", "--out", str(out), *TINY_RECIPE, *extra]
+    cmd = [sys.executable, "-m", "training.train_default", "--out", str(out), *TINY_RECIPE, *extra]
     return subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=True).stdout
 
 
@@ -57,7 +57,7 @@ def test_recipe_is_deterministic(tmp_path):
 
 
 def test_recipe_has_help():
-    out = subprocess.run([sys.executable, "-m", "model_store.train_default", "--help"], cwd=REPO_ROOT,
+    out = subprocess.run([sys.executable, "-m", "training.train_default", "--help"], cwd=REPO_ROOT,
                          capture_output=True, text=True, timeout=60, check=True).stdout
     for flag in ("--time-budget-min", "--resume", "--data-dir", "--epochs", "--bf16"):
         assert flag in out

@@ -1,7 +1,7 @@
 """Train the project's default dialogue summarizer: a compact BART, from scratch, on SAMSum + DialogSum.
 
-    python -m model_store.train_default --out runs/default --time-budget-min 120
-    python -m model_store.train_default --out runs/default --resume          # continue where it stopped
+    python -m training.train_default --out runs/default --time-budget-min 120
+    python -m training.train_default --out runs/default --resume          # continue where it stopped
 
 The result is an ordinary Hugging Face BART directory (``AutoModelForSeq2SeqLM`` + ``AutoTokenizer``), so
 every code path that serves ``facebook/bart-large-cnn`` serves it. The recipe:
@@ -73,7 +73,7 @@ class TrainConfig:
 def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(
-        prog="python -m model_store.train_default",
+        prog="python -m training.train_default",
         description="Train the compact BART dialogue summarizer shipped as the default model.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

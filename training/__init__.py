@@ -1,0 +1,1 @@
+"""Training the shipped default model (``python -m training.train_default``): its recipe, resumable."""
