@@ -72,9 +72,12 @@ loadtest: import-default
 profile: import-default
 	$(BIN)/python -m bench.profile
 
-# Local OTLP collector (rotel) on 127.0.0.1:4317 (gRPC) and :4318 (HTTP); prints what it receives.
+# Local OTLP collector (rotel) on 127.0.0.1, gRPC $(GRPC_PORT) and HTTP $(HTTP_PORT); prints what it receives.
+# `make collector GRPC_PORT=0 HTTP_PORT=0`: free ports, printed at start.
+GRPC_PORT ?= 4317
+HTTP_PORT ?= 4318
 collector: setup
-	$(BIN)/python -m observability.collector
+	$(BIN)/python -m observability.collector --grpc-port $(GRPC_PORT) --http-port $(HTTP_PORT)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .eval_cache
