@@ -68,14 +68,15 @@ def test_resources_name_the_service_version_model_and_backend(fallback_run, tiny
 
 def test_requests_generated_in_one_batch_link_to_each_other(fallback_run):
     """The batched requests arrived at ONNX while the slow one ran there: one generate() call for them
-    all, and in each request's trace a generation span linking to the other requests' backend spans."""
+    all, and in each request's trace a generation span linking to the other requests' attempts (the
+    context each job carried to the backend)."""
     slow, *batched = fallback_run.batch
     assert len(batched) == BATCHED
     assert [a.status for a in fallback_run.batch_answers] == [200] * (BATCHED + 1)
-    backend_span = {}  # trace id -> the ONNX backend's server span of that request
+    backend_span = {}  # trace id -> the public service's attempt on ONNX for that request
     for request in batched:
         spans = fallback_run.received.trace(request.caller.trace_id)
-        backend_span[request.caller.trace_id] = one(spans, service=ONNX, kind="SERVER")
+        backend_span[request.caller.trace_id] = one(spans, service=PUBLIC, name="generate onnx", kind="CLIENT")
     for request in batched:
         [generation] = generations(fallback_run.received.trace(request.caller.trace_id))
         assert generation.attributes["summarizer.batch.requests"] == BATCHED
