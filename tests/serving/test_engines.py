@@ -5,6 +5,7 @@ from __future__ import annotations
 import bentoml
 import pytest
 
+from model_store.onnx_graphs import fp32_weight_matmuls, walk_graphs
 from serving.engines import HF_SUBDIR, ONNX_SUBDIR, EncodedJob, OnnxEngine, TorchEngine, group_by_settings_and_length
 from serving.protocol import GenerationSettings
 
@@ -174,29 +175,6 @@ def test_shipped_model_beam_search_operator_matches_generate_loop_on_dialogsum(d
 # --- int8 (model_store/quantize.py): every weight product of the BeamSearch graph, including shared weights
 
 
-def _graphs(model):
-    """Every graph of ``model`` (the main graph and, recursively, the subgraphs in node attributes), each with
-    the names of the constants it can read: its own initializers and its outer scopes'."""
-    import onnx
-
-    def walk(graph, outer: frozenset):
-        constants = outer | {i.name for i in graph.initializer}
-        yield graph, constants
-        for node in graph.node:
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.GRAPH:
-                    yield from walk(attr.g, constants)
-
-    yield from walk(model.graph, frozenset())
-
-
-def _fp32_weight_matmuls(model) -> list[str]:
-    """Names of MatMul nodes (in the graph and all its subgraphs) whose weight is a constant: the products
-    that int8 quantization should have replaced. Subgraphs read shared weights from the outer graph."""
-    return [node.name for graph, constants in _graphs(model) for node in graph.node
-            if node.op_type == "MatMul" and len(node.input) > 1 and node.input[1] in constants]
-
-
 def _weights_stored_twice(model, min_elements: int = 256) -> list[str]:
     """Names of weight tensors (at least ``min_elements`` values) whose bytes another initializer, in any
     graph or subgraph, already holds."""
@@ -205,7 +183,7 @@ def _weights_stored_twice(model, min_elements: int = 256) -> list[str]:
 
     seen: set[tuple] = set()
     twice = []
-    for graph, _ in _graphs(model):
+    for graph, _ in walk_graphs(model):
         for tensor in graph.initializer:
             if math.prod(tensor.dims) >= min_elements:
                 key = (tensor.data_type, tuple(tensor.dims), hashlib.sha256(tensor.raw_data).hexdigest())
@@ -228,8 +206,8 @@ def test_int8_model_quantizes_the_beam_search_graphs_shared_weights_and_serves(t
     assert meta["beam_search"] is True and "beam_search.onnx" in meta["quantization"]["graphs"]
     graph = onnx.load(stored.path_of(f"{ONNX_SUBDIR}/beam_search.onnx"))
     fp32_graph = onnx.load(bentoml.models.get(tiny_model).path_of(f"{ONNX_SUBDIR}/beam_search.onnx"))
-    assert len(_fp32_weight_matmuls(fp32_graph)) > 20  # the check below can fail: fp32 has them all
-    left = _fp32_weight_matmuls(graph)
+    assert len(fp32_weight_matmuls(fp32_graph)) > 20  # the check below can fail: fp32 has them all
+    left = fp32_weight_matmuls(graph)
     if keep_output_projection:  # the first decoder step (encoder subgraph) and the cached step
         assert sorted(left) == ["d/" + OUTPUT_PROJECTION, "p/" + OUTPUT_PROJECTION]
     else:
