@@ -1,17 +1,18 @@
-"""The real thing: `bentoml serve` processes driven over HTTP with the BentoML client."""
+"""The real thing: `bentoml serve` of the tiny BART driven over HTTP: answers, batching, bad input, health.
+
+Failures and overload: test_service_failures.py; generation settings: test_service_generation.py; start-up
+problems: test_service_startup.py."""
 
 from __future__ import annotations
 
 import asyncio
-import re
-import time
-import urllib.request
 
 import bentoml
 import httpx
 import pytest
 
-from tests.server import ServedSummarizer
+from bench.prometheus import batch_histogram
+from harness import bentoml_serve
 
 DIALOGUE = "Amanda: I baked cookies. Do you want some?\nJerry: Sure!\nAmanda: I'll bring you tomorrow :-)"
 
@@ -19,8 +20,8 @@ DIALOGUE = "Amanda: I baked cookies. Do you want some?\nJerry: Sure!\nAmanda: I'
 @pytest.fixture(scope="module")
 def server(tiny_model, serve_env, tmp_path_factory):
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with ServedSummarizer(serve_env(tiny_model, SUMMARIZER_MAX_BATCH_SIZE="32", SUMMARIZER_MAX_LATENCY_MS="20000"),
-                          log) as served:
+    with bentoml_serve(log, serve_env(tiny_model, SUMMARIZER_MAX_BATCH_SIZE="32",
+                                      SUMMARIZER_MAX_LATENCY_MS="20000")) as served:
         yield served
 
 
@@ -61,7 +62,7 @@ def test_async_client_concurrent_requests_are_batched(server):
     items = after["sum"] - before["sum"]
     assert items == 32
     assert batches < 32, f"32 concurrent requests ran in {batches} batches: no batching happened"
-    assert after["le1"] - before["le1"] < batches, "every batch had size 1"
+    assert after["buckets"]["1.0"] - before["buckets"].get("1.0", 0.0) < batches, "every batch had size 1"
 
 
 def test_sustained_concurrency_loses_no_request(server):
@@ -131,79 +132,15 @@ def test_health_endpoints_and_model_info(server, tiny_model):
     assert by_backend["torch"]["loaded"] is False  # no GPU: PyTorch stays out of the way
 
 
-def test_primary_failure_falls_back_and_overload_gets_503(tiny_model, serve_env, tmp_path):
-    """PyTorch primary made to hang: requests are answered by ONNX after the bounded wait;
-    past SUMMARIZER_MAX_PENDING the service answers 503 with Retry-After at once."""
-    env = serve_env(tiny_model, SUMMARIZER_PRIMARY="torch", SUMMARIZER_FALLBACK="onnx",
-                    SUMMARIZER_INJECT_FAULT="torch:hang", SUMMARIZER_PRIMARY_TIMEOUT_S="2",
-                    SUMMARIZER_MAX_PENDING="3")
-    with ServedSummarizer(env, tmp_path / "serve.log") as served:
-        with bentoml.SyncHTTPClient(served.url) as client:
-            result = client.summarize(dialogue=DIALOGUE)
-        assert result["fallback"] is True and result["backend"] == "onnx-cpu" and result["summary"]
-
-        async def flood():
-            async with httpx.AsyncClient(timeout=60) as http:
-                async def one():
-                    t0 = time.perf_counter()
-                    r = await http.post(served.url + "/summarize", json={"dialogue": DIALOGUE})
-                    return r, time.perf_counter() - t0
-                return await asyncio.gather(*(one() for _ in range(10)))
-
-        responses = asyncio.run(flood())
-        codes = sorted(r.status_code for r, _ in responses)
-        assert set(codes) <= {200, 503}, codes
-        assert codes.count(200) >= 1, "accepted requests must be answered, not dropped"
-        rejected = [(r, dt) for r, dt in responses if r.status_code == 503]
-        assert rejected, "10 concurrent requests over a limit of 3 must see 503s"
-        for response, seconds in rejected:
-            assert response.headers["retry-after"] == "1"
-            assert "overloaded" in response.json()["error"]
-            assert seconds < 1.5  # rejected at once, not after the 2 s primary timeout
-        assert all(r.json()["fallback"] for r, _ in responses if r.status_code == 200)
-
-
-def test_error_in_primary_falls_back_and_without_fallback_is_a_503(tiny_model, serve_env, tmp_path):
-    env = serve_env(tiny_model, SUMMARIZER_PRIMARY="torch", SUMMARIZER_FALLBACK="onnx",
-                    SUMMARIZER_INJECT_FAULT="torch:error")
-    with ServedSummarizer(env, tmp_path / "a.log") as served:
-        with bentoml.SyncHTTPClient(served.url) as client:
-            batch = client.summarize_batch(dialogues=[DIALOGUE, "Tom: Lunch at 12?\nAnna: OK"])
-        assert [s["backend"] for s in batch["summaries"]] == ["onnx-cpu", "onnx-cpu"]
-        assert all(s["fallback"] for s in batch["summaries"])
-        assert "falling back to onnx" in served.log()
-
-    env = serve_env(tiny_model, SUMMARIZER_INJECT_FAULT="onnx:error")  # ONNX primary, no fallback on CPU
-    with ServedSummarizer(env, tmp_path / "b.log") as served:
-        response = httpx.post(served.url + "/summarize", json={"dialogue": DIALOGUE}, timeout=30)
-        assert response.status_code == 503
-        assert response.headers["retry-after"]
-        assert "no fallback backend is configured" in response.json()["error"]
-
-
 def test_batching_can_be_turned_off(tiny_model, serve_env, tmp_path):
-    with ServedSummarizer(serve_env(tiny_model, SUMMARIZER_MAX_BATCH_SIZE="1"), tmp_path / "serve.log") as served:
+    with bentoml_serve(tmp_path / "serve.log", serve_env(tiny_model, SUMMARIZER_MAX_BATCH_SIZE="1")) as served:
         with bentoml.SyncHTTPClient(served.url) as client:
             assert client.summarize(dialogue=DIALOGUE)["summary"]
             assert len(client.summarize_batch(dialogues=[DIALOGUE, DIALOGUE])["summaries"]) == 2
         assert _batch_histogram(served.url)["count"] == 0  # BentoML's batcher never ran
 
 
-def test_missing_model_names_the_import_command(serve_env, tmp_path):
-    served = ServedSummarizer(serve_env("not-imported-model"), tmp_path / "serve.log")
-    with pytest.raises(RuntimeError) as failure:
-        served.start(timeout_s=120)
-    served.stop()
-    assert "python -m model_store import" in str(failure.value)
-
-
-def _batch_histogram(url: str) -> dict[str, float]:
-    """BentoML's adaptive batch size histogram of the ONNX backend, from the Prometheus /metrics page."""
-    text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
-
-    def total(series: str, extra: str = "") -> float:
-        pattern = (r"bentoml_service_adaptive_batch_size_" + series + r"\{" + extra +
-                   r'[^}]*runner_name="summarizer_onnx"[^}]*\} ([0-9.e+]+)')
-        return sum(float(v) for v in re.findall(pattern, text))
-
-    return {"count": total("count"), "sum": total("sum"), "le1": total("bucket", r'le="1.0"')}
+def _batch_histogram(url: str) -> dict:
+    """BentoML's adaptive batch size histogram of the ONNX backend's generate(), from /metrics."""
+    return batch_histogram(httpx.get(url + "/metrics", timeout=10).text).get("summarizer_onnx", {
+        "buckets": {}, "sum": 0.0, "count": 0.0})
