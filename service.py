@@ -9,6 +9,7 @@ Both backends expose a batchable ``generate`` so BentoML's adaptive batching gro
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Optional
 
@@ -33,6 +34,7 @@ telemetry.configure_bentoml()  # OTLP from the OTEL_* variables; off (and free) 
 # Fail at start-up, with the command that fixes it, rather than in BentoML's model resolution
 # (which would try a cloud download and report "no cloud context").
 get_model(CONFIG.model_tag)
+STATUS_TIMEOUT_S = 2.0  # a readiness probe's wait for each backend's status
 BACKEND_CONFIG = dict(
     traffic={"timeout": CONFIG.request_timeout_s, "max_concurrency": 10_000},
     # BentoML's dependency client replaces its HTTP session every 100 calls or 5 minutes by default and
@@ -136,13 +138,16 @@ class DialogueSummarizer:
         return any(s.loaded and s.backend in routed for s in await self._statuses())
 
     async def _statuses(self) -> list[BackendStatus]:
-        out = []
-        for dep in (self.torch_backend, self.onnx_backend):
+        """Each backend's status, asked at once; one that does not answer within STATUS_TIMEOUT_S (still
+        starting, crash-looping, or busy) counts as not loaded instead of holding the probe."""
+        async def ask(dep) -> BackendStatus | None:
             try:
-                out.append(BackendStatus.model_validate(_plain(await dep.to_async.status())))
+                answer = await asyncio.wait_for(dep.to_async.status(), timeout=STATUS_TIMEOUT_S)
+                return BackendStatus.model_validate(_plain(answer))
             except Exception:  # noqa: BLE001 - a backend still starting is "not loaded", not an error
-                continue
-        return out
+                return None
+        answers = await asyncio.gather(ask(self.torch_backend), ask(self.onnx_backend))
+        return [status for status in answers if status is not None]
 
     async def _summarize(self, dialogues: list[str], options: GenerationOptions | None) -> list[Summary]:
         settings = self.defaults.resolve(options)

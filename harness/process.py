@@ -86,6 +86,9 @@ class ManagedProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def start(self, timeout_s: float = 180.0, poll_s: float = 0.05) -> ManagedProcess:
+        if self.running():
+            raise RuntimeError(f"{self.name} is already running (pid {self.proc.pid}); a second start would "
+                               "launch a second process")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")
         started = time.perf_counter()

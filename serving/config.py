@@ -8,11 +8,15 @@ first request. The README's configuration table lists the same variables.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource,
+                               SettingsConfigDict)
+from pydantic_settings.sources.utils import parse_env_vars
 
 from model_store.layout import DEFAULT_MODEL_NAME
 from serving.protocol import BackendName, RequestLimits
@@ -48,13 +52,26 @@ def _env(name: str) -> AliasChoices:
     return AliasChoices(ENV_PREFIX + name)
 
 
+# The variables ``ServingConfig.load`` reads: the process environment, or the mapping it was given.
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("serving_config_environ", default=None)
+
+
+class _EnvironSource(EnvSettingsSource):
+    """pydantic-settings' environment source, reading ``load``'s mapping instead of ``os.environ``."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        environ = _ENVIRON.get()
+        return parse_env_vars(os.environ if environ is None else environ, self.case_sensitive,
+                              self.env_ignore_empty, self.env_parse_none_str)
+
+
 class ServingConfig(BaseSettings):
     """What ``bentoml serve service:DialogueSummarizer`` reads from the environment (``SUMMARIZER_<FIELD>``)."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore", env_ignore_empty=True,
-                                      protected_namespaces=(), populate_by_name=True)
+                                      protected_namespaces=())
 
-    model_tag: Annotated[str, Field(validation_alias=_env("MODEL"), min_length=1)] = f"{DEFAULT_MODEL_NAME}:latest"
+    model_tag: Annotated[str, Field(validation_alias=_env("MODEL"))] = f"{DEFAULT_MODEL_NAME}:latest"
     # "auto": PyTorch on CUDA when a GPU is visible, else ONNX Runtime on CPU.
     primary: Literal["auto", "torch", "onnx"] = "auto"
     # "auto": the other backend when the primary is PyTorch on a GPU; none when ONNX is primary
@@ -75,6 +92,8 @@ class ServingConfig(BaseSettings):
     @classmethod
     def _with_version(cls, value: str) -> str:
         value = value.strip()
+        if not value:
+            raise ValueError("must name a stored model, e.g. dialogue-bart-small:latest")
         return value if ":" in value else f"{value}:latest"
 
     @field_validator("primary", "fallback", mode="before")
@@ -88,18 +107,23 @@ class ServingConfig(BaseSettings):
         return Faults.parse(value) if isinstance(value, str) else value
 
     @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _EnvironSource(settings_cls)
+
+    @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> ServingConfig:
-        """The configuration from ``environ`` (the process environment by default).
+        """The configuration from ``environ`` (the process environment by default), nothing else.
 
         Raises ConfigError with one line per invalid variable: its name, the value and what is allowed.
         """
+        token = _ENVIRON.set(environ)
         try:
-            if environ is None:
-                return cls()
-            values = {key: value for key, value in environ.items() if key.startswith(ENV_PREFIX) and value != ""}
-            return cls.model_validate(values)
+            return cls()
         except ValidationError as exc:
             raise ConfigError(_explain(exc, environ)) from None
+        finally:
+            _ENVIRON.reset(token)
 
     from_env = load
 
@@ -126,8 +150,6 @@ def env_name(field: str) -> str:
 
 
 def _explain(exc: ValidationError, environ: Mapping[str, str] | None) -> str:
-    import os
-
     environ = os.environ if environ is None else environ
     by_alias = {env_name(name).upper(): name for name in ServingConfig.model_fields}
     lines = []

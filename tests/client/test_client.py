@@ -26,7 +26,6 @@ SHORT = "Tom: Lunch at 12?\nAnna: OK"
 def server(tiny_model, serve_env, tmp_path_factory):
     log = tmp_path_factory.mktemp("client") / "serve.log"
     with bentoml_serve(log, serve_env(tiny_model)) as served:
-        served.start()
         yield served
 
 

@@ -23,7 +23,6 @@ def failing_server(tiny_model, serve_env, tmp_path_factory):
     """ONNX Runtime, the only backend without a GPU, fails every batch: the service has no one to ask."""
     log = tmp_path_factory.mktemp("client-errors") / "serve.log"
     with bentoml_serve(log, serve_env(tiny_model, SUMMARIZER_INJECT_FAULT="onnx:error")) as served:
-        served.start()
         yield served
 
 

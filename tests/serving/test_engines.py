@@ -6,7 +6,7 @@ import bentoml
 import pytest
 
 from model_store.onnx_graphs import fp32_weight_matmuls, walk_graphs
-from serving.engines import HF_SUBDIR, ONNX_SUBDIR, EncodedJob, OnnxEngine, TorchEngine, group_by_settings_and_length
+from serving.engines import HF_SUBDIR, ONNX_SUBDIR, OnnxEngine, TorchEngine
 from serving.protocol import GenerationSettings
 
 DIALOGUES = [
@@ -66,20 +66,6 @@ def test_requests_are_generated_with_their_own_settings(engines):
     assert results[1].output_tokens <= 3
     assert results[0].output_tokens > 3 and results[2].output_tokens > 3
     assert results[1].batch_size == 1  # never batched with the other settings
-
-
-def test_grouping_splits_by_settings_and_bounds_padding():
-    a = GenerationSettings(num_beams=4, max_new_tokens=64, min_new_tokens=0, length_penalty=1.0, no_repeat_ngram_size=3)
-    b = a.model_copy(update={"num_beams": 1})
-    jobs = [EncodedJob(i, [0] * n, False, s, 0.0)
-            for i, (n, s) in enumerate([(10, a), (11, a), (12, b), (100, a), (101, a), (10, b)])]
-    groups = group_by_settings_and_length(jobs, max_padding_share=0.25)
-    for group in groups:
-        assert len({j.settings for j in group}) == 1
-        longest = max(len(j.ids) for j in group)
-        assert 1 - sum(len(j.ids) for j in group) / (longest * len(group)) <= 0.25
-    assert sorted(j.index for g in groups for j in g) == list(range(6))
-    assert len(groups) == 3  # {10, 11}, {100, 101} with settings a; {10, 12} with settings b
 
 
 def _job(text, settings):
