@@ -173,16 +173,7 @@ def _config_with(env: dict):
     """The service's configuration with ``env`` over this process's environment."""
     from serving.config import ServingConfig
 
-    saved = {k: os.environ.get(k) for k in env}
-    try:
-        os.environ.update(env)
-        return ServingConfig.from_env()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    return ServingConfig.load({**os.environ, **env})
 
 
 def _prices(items: list[str]) -> dict[str, float]:

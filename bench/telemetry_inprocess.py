@@ -29,6 +29,8 @@ def _fixtures():
 def _with_telemetry(n: int) -> tuple[float, float]:
     """(wall, CPU) seconds of ``n`` requests' telemetry, the export of their spans included."""
     from observability import telemetry
+    from serving.observers import GenerationCall
+    from serving.protocol import BackendName, EngineName, GenerationJob, GenerationOutcome
     from serving.routing import Routed
 
     settings, result = _fixtures()
@@ -37,21 +39,22 @@ def _with_telemetry(n: int) -> tuple[float, float]:
         raise RuntimeError("telemetry did not start: set OTEL_EXPORTER_OTLP_ENDPOINT, e.g. http://127.0.0.1:4317")
 
     async def nothing(jobs):
-        return [result]
+        return [GenerationOutcome(result=result)]
 
-    call = telemetry.traced_call("onnx", nothing)
+    call = telemetry.traced_call(BackendName.ONNX, nothing)
+    observer = telemetry.engine_observer()
 
     async def one_request():
         begun = telemetry.begin_request("/summarize")
         with telemetry.summarize("m:1", [DIALOGUE], settings) as observed:
-            job = telemetry.TracedGenerationJob(text=DIALOGUE, settings=settings, enqueued_at=time.time())
-            with telemetry.span("POST /generate"):  # stands for the backend's server span
-                backend_job = telemetry.TracedGenerationJob.model_validate(job.model_dump())
-            telemetry.batch_started("onnx", [backend_job])
-            with telemetry.generation("onnx-cpu", "m:1", [backend_job], [40], settings, 0.0) as gen:
-                gen.done([20])
-            await call([job])
-            observed.routed(Routed([result], "onnx", fallback=False))
+            job = GenerationJob(text=DIALOGUE, settings=settings, enqueued_at=time.time())
+            await call([job])  # carries the attempt's trace context in the job
+            backend_job = GenerationJob.model_validate(job.model_dump())  # as the backend receives it
+            observer.batch_started(BackendName.ONNX, [backend_job])
+            generation = GenerationCall(EngineName.ONNX_CPU, "m:1", [backend_job], [40], settings, 0.0)
+            token = observer.generation_started(generation)
+            observer.generation_finished(token, generation, [20], None)
+            observed.routed(Routed([result], BackendName.ONNX, fallback=False))
         begun[0].status = 200
         telemetry.end_request(begun)
 
@@ -61,7 +64,7 @@ def _with_telemetry(n: int) -> tuple[float, float]:
         started, cpu = time.perf_counter(), time.process_time()
         for _ in range(n):
             await one_request()
-        telemetry._runtime.tracer_provider.force_flush()  # the export of these spans is part of the cost
+        telemetry.current().tracer_provider.force_flush()  # the export of these spans is part of the cost
         return time.perf_counter() - started, time.process_time() - cpu
 
     try:
@@ -72,18 +75,18 @@ def _with_telemetry(n: int) -> tuple[float, float]:
 
 def _without_telemetry(n: int) -> tuple[float, float]:
     """(wall, CPU) seconds of the same work with telemetry off: the jobs built and copied, the call made."""
-    from observability import telemetry
+    from serving.protocol import GenerationJob, GenerationOutcome
 
     settings, result = _fixtures()
 
     async def nothing(jobs):
-        return [result]
+        return [GenerationOutcome(result=result)]
 
     async def run():
         started, cpu = time.perf_counter(), time.process_time()
         for _ in range(n):
-            job = telemetry.TracedGenerationJob(text=DIALOGUE, settings=settings, enqueued_at=time.time())
-            telemetry.TracedGenerationJob.model_validate(job.model_dump())
+            job = GenerationJob(text=DIALOGUE, settings=settings, enqueued_at=time.time())
+            GenerationJob.model_validate(job.model_dump())
             await nothing([job])
         return time.perf_counter() - started, time.process_time() - cpu
 

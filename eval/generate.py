@@ -219,7 +219,7 @@ class EngineGenerator:
                              "settings": settings.model_dump(), "code": code, "versions": library_versions()})
 
     def describe(self) -> dict:
-        out = {"kind": "engine", "backend": self.backend, "runs_on": self.engine.backend}
+        out = {"kind": "engine", "backend": self.backend, "runs_on": str(self.engine.engine)}
         if getattr(self.engine, "search", None) is not None:  # which graph scored (an int8 or an fp32 one)
             from model_store.beam_search import GRAPH_FILE
 
