@@ -9,7 +9,6 @@ Both backends expose a batchable ``generate`` so BentoML's adaptive batching gro
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Optional
 
@@ -24,6 +23,7 @@ from serving.backends import BackendWorker
 from serving.config import ServingConfig
 from serving.devices import cuda_available
 from serving.engines import HF_SUBDIR, context_length, default_settings
+from serving.health import BackendHealth
 from serving.protocol import (BackendName, BackendStatus, ErrorBody, ErrorReason, GenerationJob, GenerationOptions,
                               GenerationOutcome, Summary, SummaryBatch, request_models)
 from serving.routing import Backend, BackendUnavailable, Router
@@ -34,7 +34,6 @@ telemetry.configure_bentoml()  # OTLP from the OTEL_* variables; off (and free) 
 # Fail at start-up, with the command that fixes it, rather than in BentoML's model resolution
 # (which would try a cloud download and report "no cloud context").
 get_model(CONFIG.model_tag)
-STATUS_TIMEOUT_S = 2.0  # a readiness probe's wait for each backend's status
 BACKEND_CONFIG = dict(
     traffic={"timeout": CONFIG.request_timeout_s, "max_concurrency": 10_000},
     # BentoML's dependency client replaces its HTTP session every 100 calls or 5 minutes by default and
@@ -99,6 +98,9 @@ class DialogueSummarizer:
                              Backend(fallback, telemetry.traced_call(fallback, calls[fallback], fallback_for=primary))
                              if fallback else None,
                              CONFIG.primary_timeout_s, on_fallback=telemetry.on_fallback)
+        self.health = BackendHealth({BackendName.TORCH: lambda: self.torch_backend.to_async.status(),
+                                     BackendName.ONNX: lambda: self.onnx_backend.to_async.status()},
+                                    routed=[primary] + ([fallback] if fallback else []))
 
     @bentoml.api(route="/summarize", input_spec=SummarizeRequest)
     async def summarize(self, dialogue: str, generation: Optional[GenerationOptions] = None) -> Summary:
@@ -130,24 +132,16 @@ class DialogueSummarizer:
                 "generation_defaults": self.defaults.model_dump(),
                 "primary": self.router.primary.name,
                 "fallback": self.router.fallback.name if self.router.fallback else None,
-                "backends": [s.model_dump() for s in await self._statuses()]}
+                "backends": [s.model_dump() for s in await self._backend_statuses()]}
+
+    async def _backend_statuses(self) -> list[BackendStatus]:
+        await self.health.refresh()
+        return self.health.known()
 
     async def __is_ready__(self) -> bool:
-        """Ready when at least one backend that requests are routed to has its model loaded."""
-        routed = {self.router.primary.name} | ({self.router.fallback.name} if self.router.fallback else set())
-        return any(s.loaded and s.backend in routed for s in await self._statuses())
-
-    async def _statuses(self) -> list[BackendStatus]:
-        """Each backend's status, asked at once; one that does not answer within STATUS_TIMEOUT_S (still
-        starting, crash-looping, or busy) counts as not loaded instead of holding the probe."""
-        async def ask(dep) -> BackendStatus | None:
-            try:
-                answer = await asyncio.wait_for(dep.to_async.status(), timeout=STATUS_TIMEOUT_S)
-                return BackendStatus.model_validate(_plain(answer))
-            except Exception:  # noqa: BLE001 - a backend still starting is "not loaded", not an error
-                return None
-        answers = await asyncio.gather(ask(self.torch_backend), ask(self.onnx_backend))
-        return [status for status in answers if status is not None]
+        """Ready when a backend that requests are routed to has its model loaded (last known state, kept
+        fresh in the background: a probe never waits for a busy backend)."""
+        return await self.health.ready_now()
 
     async def _summarize(self, dialogues: list[str], options: GenerationOptions | None) -> list[Summary]:
         settings = self.defaults.resolve(options)
@@ -159,10 +153,6 @@ class DialogueSummarizer:
         return [Summary(summary=r.summary, model=r.model, backend=r.backend, input_tokens=r.input_tokens,
                         output_tokens=r.output_tokens, truncated=r.truncated, fallback=routed.fallback)
                 for r in routed.results]
-
-
-def _plain(value):
-    return value.model_dump() if hasattr(value, "model_dump") else value
 
 
 def _unavailable(exc: BackendUnavailable) -> JSONResponse:
