@@ -9,6 +9,7 @@ metrics when it ends, and the GenAI operation span around the handler's work (``
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from contextvars import ContextVar
@@ -153,6 +154,9 @@ def summarize(model: str, dialogues: Sequence[str], settings_: GenerationSetting
     with runtime.tracer.start_as_current_span(f"{OPERATION} {model}", attributes=attributes) as operation:
         try:
             yield _Summarize(runtime, operation, state)
+        except asyncio.CancelledError:  # BentoML's request timeout cancels the handler
+            mark_failed(operation, "cancelled")
+            raise
         except Exception as exc:
             mark_failed(operation, type(exc).__name__)
             raise

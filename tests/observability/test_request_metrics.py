@@ -6,7 +6,7 @@ from __future__ import annotations
 from observability import telemetry
 from observability.collector import Received
 from serving.protocol import ErrorReason
-from tests.observability.otel_checks import tokens
+from tests.observability.otel_checks import PUBLIC, tokens
 
 ROUTE, OUTCOME, BACKEND, ERROR_TYPE = telemetry.HTTP_ROUTE, telemetry.OUTCOME, telemetry.BACKEND, telemetry.ERROR_TYPE
 
@@ -84,3 +84,7 @@ def test_cancelled_when_the_request_timeout_ends_a_request(timeout_run):
     assert received.total(telemetry.ERRORS, **{ROUTE: "/summarize", ERROR_TYPE: "cancelled"}) == 1
     assert received.total(telemetry.ERRORS) == 1
     assert received.total(telemetry.FALLBACKS, **{"summarizer.fallback.from": "torch"}) == 1
+    # The handler's GenAI operation span says so too.
+    [operation] = [s for s in received.trace(timeout_run.requests[0].caller.trace_id)
+                   if s.service == PUBLIC and s.name.startswith("text_completion")]
+    assert operation.status == "ERROR" and operation.attributes[telemetry.ERROR_TYPE] == "cancelled"
