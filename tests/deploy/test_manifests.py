@@ -1,0 +1,266 @@
+"""deploy/'s overlays as `kubectl apply -k` would send them: valid for a current Kubernetes, clean for
+checkov (every skipped check explained in the manifest), and saying what the service needs: probes on
+/readyz and /livez, a locked-down pod, measured resources, a drain that fits the grace period, and an
+autoscaler on requests in flight per pod."""
+
+from __future__ import annotations
+
+import copy
+
+import kubernetes_validate
+import pytest
+import yaml
+from kubernetes_validate.utils import SchemaNotFoundError, ValidationError
+
+from serving.config import ServingConfig
+from tests.deploy import crd_schemas
+from tests.deploy.checkov_runner import NO_REASON, run_checkov
+from tests.deploy.manifests import Rendered
+from tests.observability.prometheus_names import selectors
+
+KUBERNETES_VERSION = "1.37.0"  # the newest kubernetes-validate 1.37 knows
+IN_FLIGHT_METRIC = "bentoml_service_request_in_progress"
+PUBLIC_SERVICE = "dialogue_summarizer"  # BentoML's runner_name label of the public service (service.py)
+BART_LARGE_READY_S = 28  # issue 12: bart-large-cnn ready 28 s after start on 2 cores
+
+
+def built_in(objects) -> list[dict]:
+    return [o for o in objects if not crd_schemas.covered(o)]
+
+
+def pod_spec(m: Rendered) -> dict:
+    return m.one("Deployment")["spec"]["template"]["spec"]
+
+
+def pod_labels(m: Rendered) -> dict:
+    return m.one("Deployment")["spec"]["template"]["metadata"]["labels"]
+
+
+def selects_pods(selector: dict, m: Rendered) -> bool:
+    return bool(selector) and selector.items() <= pod_labels(m).items()
+
+
+def cpus(quantity: str) -> float:
+    return float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+def gibibytes(quantity: str) -> float:
+    units = {"Gi": 1.0, "Mi": 1 / 1024}
+    return float(quantity[:-2]) * units[quantity[-2:]]
+
+
+def serving_config(m: Rendered) -> ServingConfig:
+    return ServingConfig.load(m.config())
+
+
+def prometheus_trigger(m: Rendered) -> dict:
+    [trigger] = [t for t in m.one("ScaledObject")["spec"]["triggers"] if t["type"] == "prometheus"]
+    return trigger
+
+
+# --- validity --------------------------------------------------------------------------------------------
+
+
+def test_built_in_kinds_are_valid_for_a_current_kubernetes_strictly(manifests):
+    errors, without_schema = [], set()
+    for obj in built_in(manifests.objects):
+        try:
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        except ValidationError as exc:
+            errors.append(f"{obj['kind']}: {'.'.join(map(str, exc.path))}: {exc.message}")
+        except SchemaNotFoundError:
+            without_schema.add(obj["kind"])
+    assert not errors, "\n".join(errors)
+    # Every kind is checked by one validator or the other: nothing new slips through unvalidated.
+    assert not without_schema, f"no schema for {without_schema}: add them to tests/deploy/crd_schemas.py"
+    assert {"Deployment", "Service", "PodDisruptionBudget", "NetworkPolicy", "ConfigMap"} <= manifests.kinds()
+
+
+def test_custom_resources_match_their_crds(manifests):
+    custom = [o for o in manifests.objects if crd_schemas.covered(o)]
+    assert sorted(o["kind"] for o in custom) == ["PodMonitor", "ScaledObject"]
+    for obj in custom:
+        assert crd_schemas.problems(obj) == [], obj["kind"]
+
+
+def test_both_validators_reject_a_misspelt_field(rendered):
+    """Strict really is strict: a typo that the API server would refuse or drop fails here."""
+    deployment = copy.deepcopy(rendered["cpu"].one("Deployment"))
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {"periodSeconds": 5}
+    with pytest.raises(ValidationError, match="readinesProbe"):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+    scaled_object = copy.deepcopy(rendered["cpu"].one("ScaledObject"))
+    scaled_object["spec"]["maxReplicaCont"] = 3
+    scaled_object["spec"]["triggers"][0]["metadata"]["treshold"] = "32"
+    found = crd_schemas.problems(scaled_object)
+    assert any("maxReplicaCont" in p for p in found) and any("treshold" in p for p in found), found
+
+
+def test_checkov_fails_nothing_that_the_manifests_do_not_explain(rendered, tmp_path):
+    for name, m in rendered.items():
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump_all(m.objects))
+    report = run_checkov(tmp_path)
+    assert not report.failed, "checkov failed, with no checkov.io/skip annotation explaining why:\n" + "\n".join(
+        f"{f.check_id} {f.name}: {f.resource} in {f.file}" for f in report.failed)
+    for finding in report.skipped:
+        assert finding.reason != NO_REASON and len(finding.reason) > 40, \
+            f"{finding.check_id} on {finding.resource} is skipped without a reason: use checkov.io/skipN: ID=why"
+    # It did look at every rendering's Deployment: its security checks passed there.
+    for name in rendered:
+        passed = {f.check_id for f in report.passed if f.file.endswith(f"/{name}.yaml")
+                  and f.resource.startswith("Deployment.")}
+        assert {"CKV_K8S_8", "CKV_K8S_9", "CKV_K8S_20", "CKV_K8S_22", "CKV_K8S_23", "CKV_K8S_28", "CKV_K8S_31",
+                "CKV_K8S_37", "CKV_K8S_38"} <= passed, name
+
+
+def test_settings_are_valid_for_the_service(manifests):
+    config = serving_config(manifests)  # raises ConfigError naming each bad SUMMARIZER_* variable
+    assert config.model_tag == manifests.config()["SUMMARIZER_MODEL"]
+    # One ONNX Runtime thread per CPU of the pod's limit, not per core of the node.
+    assert config.onnx_threads == cpus(manifests.container()["resources"]["limits"]["cpu"])
+
+
+# --- probes and shutdown ---------------------------------------------------------------------------------
+
+
+def test_probes_ask_the_service_routes_with_room_for_a_busy_pod(manifests):
+    container = manifests.container()
+    http_ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert http_ports == {"http": 3000}
+    paths = {probe: (container[probe]["httpGet"]["path"], container[probe]["httpGet"]["port"])
+             for probe in ("startupProbe", "readinessProbe", "livenessProbe")}
+    assert paths == {"startupProbe": ("/readyz", "http"), "readinessProbe": ("/readyz", "http"),
+                     "livenessProbe": ("/livez", "http")}
+    readiness, liveness, startup = (container[p] for p in ("readinessProbe", "livenessProbe", "startupProbe"))
+    assert readiness["timeoutSeconds"] > 1  # Kubernetes' default of 1 s is what marked busy pods unready
+    # A pod is restarted only after answering nothing for as long as a request may take.
+    config = serving_config(manifests)
+    assert liveness["periodSeconds"] * liveness["failureThreshold"] >= config.request_timeout_s
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 4 * BART_LARGE_READY_S
+
+
+def test_shutdown_waits_for_the_longest_request(manifests):
+    spec = pod_spec(manifests)
+    pre_stop_s = manifests.container()["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pre_stop_s >= 5  # endpoints, kube-proxy and ingress controllers need a moment to drop the pod
+    assert spec["terminationGracePeriodSeconds"] >= pre_stop_s + serving_config(manifests).request_timeout_s
+
+
+# --- security and writable paths -------------------------------------------------------------------------
+
+
+def test_pod_runs_locked_down(manifests):
+    spec = pod_spec(manifests)
+    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] == 1034
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    container = manifests.container()["securityContext"]
+    assert container["allowPrivilegeEscalation"] is False and container["readOnlyRootFilesystem"] is True
+    assert container["capabilities"] == {"drop": ["ALL"]}
+    assert spec["automountServiceAccountToken"] is False
+    account = manifests.one("ServiceAccount")
+    assert spec["serviceAccountName"] == account["metadata"]["name"]
+    assert account["automountServiceAccountToken"] is False
+    namespace = manifests.one("Namespace")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert {o["metadata"].get("namespace") for o in manifests.objects if o["kind"] != "Namespace"} == \
+        {namespace["metadata"]["name"]}
+
+
+def test_every_writable_path_is_a_bounded_volume(manifests):
+    volumes = {v["name"]: v for v in pod_spec(manifests)["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in manifests.container()["volumeMounts"]}
+    assert all("sizeLimit" in volumes[name]["emptyDir"] for name in mounts.values())
+    env = {e["name"]: e.get("value") for e in manifests.container()["env"]} | manifests.config()
+    writable = ["/tmp", env["BENTOML_HOME"], env["XDG_CACHE_HOME"]]
+    for path in writable:
+        assert any(path == m or path.startswith(m + "/") for m in mounts), f"{path} is not on a volume"
+
+
+# --- resources -------------------------------------------------------------------------------------------
+
+
+def test_requests_equal_limits(manifests):
+    resources = manifests.container()["resources"]
+    assert {"cpu", "memory"} <= resources["requests"].keys()
+    assert resources["requests"] == resources["limits"]  # Guaranteed QoS: see the overlays' resources.yaml
+
+
+def test_gpu_overlay_requests_a_gpu_on_gpu_nodes(rendered):
+    gpu, cpu = rendered["gpu"], rendered["cpu"]
+    assert gpu.container()["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert any(t["key"] == "nvidia.com/gpu" and t["effect"] == "NoSchedule" for t in pod_spec(gpu)["tolerations"])
+    assert pod_spec(gpu)["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert gpu.container()["image"].startswith("dialogue-summarizer-gpu:")
+    assert (gpu.config()["SUMMARIZER_PRIMARY"], gpu.config()["SUMMARIZER_FALLBACK"]) == ("auto", "auto")
+    # PyTorch with CUDA beside the ONNX fallback needs more host memory than ONNX Runtime alone.
+    assert gibibytes(gpu.container()["resources"]["limits"]["memory"]) > \
+        gibibytes(cpu.container()["resources"]["limits"]["memory"])
+    assert "nvidia.com/gpu" not in cpu.container()["resources"]["limits"]
+    assert "tolerations" not in pod_spec(cpu) and cpu.config()["SUMMARIZER_PRIMARY"] == "onnx"
+
+
+def test_bart_large_cnn_component_serves_that_model_with_more_memory(rendered):
+    large, small = rendered["cpu+bart-large-cnn"], rendered["cpu"]
+    assert large.config()["SUMMARIZER_MODEL"] == "bart-large-cnn:latest"
+    assert gibibytes(large.container()["resources"]["limits"]["memory"]) >= 8
+    # Slow summaries: a smaller queue, so that a request can wait its turn within the request timeout.
+    assert serving_config(large).max_pending_requests < serving_config(small).max_pending_requests
+
+
+# --- autoscaling -----------------------------------------------------------------------------------------
+
+
+def test_autoscaler_scales_the_deployment_on_requests_in_flight_per_pod(manifests):
+    spec = manifests.one("ScaledObject")["spec"]
+    deployment = manifests.one("Deployment")
+    assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                      "name": deployment["metadata"]["name"]}
+    assert "replicas" not in deployment["spec"]  # the HPA owns the count
+    assert not {t["type"] for t in spec["triggers"]} <= {"cpu", "memory"}, "CPU alone cannot see the load"
+    trigger = prometheus_trigger(manifests)
+    assert trigger["metricType"] == "AverageValue"  # the query's total divided by the replicas: per pod
+    metrics = {s.metric for s in selectors(trigger["metadata"]["query"])}
+    assert IN_FLIGHT_METRIC in metrics
+    [in_flight] = [s for s in selectors(trigger["metadata"]["query"]) if s.metric == IN_FLIGHT_METRIC]
+    assert ("runner_name", "=", PUBLIC_SERVICE) in {(m.label, m.op, m.value) for m in in_flight.matchers}
+    # The target is a quarter of the admission limit: room for four times the load while new pods start.
+    assert float(trigger["metadata"]["threshold"]) == serving_config(manifests).max_pending_requests / 4
+    assert spec["minReplicaCount"] >= 2 and spec["maxReplicaCount"] > spec["minReplicaCount"]
+    # No metric is an error (then the fallback count), not "no load".
+    assert trigger["metadata"]["ignoreNullValues"] == "false"
+    assert spec["fallback"]["replicas"] > spec["minReplicaCount"]
+
+
+def test_autoscaler_query_reads_what_the_podmonitor_scrapes(manifests):
+    monitor = manifests.one("PodMonitor")
+    namespace, name = monitor["metadata"]["namespace"], monitor["metadata"]["name"]
+    for selector in selectors(prometheus_trigger(manifests)["metadata"]["query"]):
+        labels = {m.label: m.value for m in selector.matchers if m.op == "="}
+        # The operator's job label is namespace/PodMonitor name; a renamed namespace must update the query.
+        assert (labels.get("namespace"), labels.get("job")) == (namespace, f"{namespace}/{name}"), selector
+    assert selects_pods(monitor["spec"]["selector"]["matchLabels"], manifests)
+    [endpoint] = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] in {p["name"] for p in manifests.container()["ports"]}
+    assert endpoint["path"] == "/metrics" and endpoint["honorLabels"] is True
+
+
+# --- what selects the pods ----------------------------------------------------------------------------------
+
+
+def test_service_budget_and_network_policy_select_the_pods(manifests):
+    port_names = {p["name"] for p in manifests.container()["ports"]}
+    service = manifests.one("Service")["spec"]
+    assert service["type"] == "ClusterIP" and selects_pods(service["selector"], manifests)
+    assert {p["targetPort"] for p in service["ports"]} <= port_names
+    budget = manifests.one("PodDisruptionBudget")["spec"]
+    assert budget["maxUnavailable"] == 1 and selects_pods(budget["selector"]["matchLabels"], manifests)
+    policy = manifests.one("NetworkPolicy")["spec"]
+    assert selects_pods(policy["podSelector"]["matchLabels"], manifests)
+    assert set(policy["policyTypes"]) == {"Ingress", "Egress"}
+    assert [p["port"] for rule in policy["ingress"] for p in rule["ports"]] == ["http"]
+    # The OTLP endpoint the pods export to is reachable through the egress rules.
+    otlp_port = int(manifests.config()["OTEL_EXPORTER_OTLP_ENDPOINT"].rsplit(":", 1)[1])
+    assert manifests.config()["OTEL_EXPORTER_OTLP_PROTOCOL"] == "grpc"
+    assert {53, otlp_port} <= {p["port"] for rule in policy["egress"] for p in rule["ports"]}
+    for constraint in pod_spec(manifests)["topologySpreadConstraints"]:
+        assert selects_pods(constraint["labelSelector"]["matchLabels"], manifests)
