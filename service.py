@@ -23,6 +23,7 @@ from serving.backends import BackendWorker
 from serving.config import ServingConfig
 from serving.devices import cuda_available
 from serving.engines import HF_SUBDIR, context_length, default_settings
+from serving.gc_freeze import freeze_startup_objects
 from serving.health import BackendHealth
 from serving.protocol import (BackendName, BackendStatus, ErrorBody, ErrorReason, GenerationJob, GenerationOptions,
                               GenerationOutcome, Summary, SummaryBatch, request_models)
@@ -57,6 +58,7 @@ class _BackendService:
                                     observer=telemetry.engine_observer())
         telemetry.start(service=f"summarizer_{self.backend}", component="backend", model=str(stored.tag),
                         backend=self.backend, role=self.worker.role, device=self.worker.device)
+        freeze_startup_objects()
 
     @bentoml.api(**BATCHING)
     def generate(self, jobs: list[GenerationJob]) -> list[GenerationOutcome]:
@@ -77,7 +79,11 @@ class OnnxBackend(_BackendService):
     backend = BackendName.ONNX
 
 
-@bentoml.service(name="dialogue_summarizer", traffic={"timeout": CONFIG.request_timeout_s})
+# BentoML's runner probe is off: it made /readyz also GET every dependency's /readyz, so one backend down
+# (even one no request is routed to) made the pod unready, and each probe waited on two busy backends.
+# Readiness is __is_ready__ alone: the backends' last known state (serving/health.py).
+@bentoml.service(name="dialogue_summarizer", traffic={"timeout": CONFIG.request_timeout_s},
+                 runner_probe={"enabled": False})
 class DialogueSummarizer:
     model_ref = bentoml.models.BentoModel(CONFIG.model_tag)
     torch_backend = bentoml.depends(TorchBackend)
@@ -101,6 +107,7 @@ class DialogueSummarizer:
         self.health = BackendHealth({BackendName.TORCH: lambda: self.torch_backend.to_async.status(),
                                      BackendName.ONNX: lambda: self.onnx_backend.to_async.status()},
                                     routed=[primary] + ([fallback] if fallback else []))
+        freeze_startup_objects()  # full collections stalled the probes for up to 1.3 s under overload
 
     @bentoml.api(route="/summarize", input_spec=SummarizeRequest)
     async def summarize(self, dialogue: str, generation: Optional[GenerationOptions] = None) -> Summary:

@@ -32,17 +32,21 @@ class BackendHealth:
         self.statuses: dict[BackendName, BackendStatus] = {}
         self.refreshed_at: float | None = None
         self._task: asyncio.Task | None = None
+        self._first_refresh = asyncio.Event()
 
     def ready(self) -> bool:
         """At least one backend that requests are routed to has its model loaded (last known state)."""
         return any(s.loaded and name in self.routed for name, s in self.statuses.items())
 
     async def ready_now(self) -> bool:
-        """``ready()``, after a first refresh if none happened yet; starts the background refresh."""
+        """``ready()``, after the first refresh if none finished yet; starts the background refresh.
+
+        One refresh loop however many probes arrive together: the task is created before any await (the
+        probes that came during the first refresh used to start a loop each, and each asked the backends).
+        """
         if self._task is None or self._task.done():
-            if self.refreshed_at is None:
-                await self.refresh()
             self._task = asyncio.get_running_loop().create_task(self._refresh_forever())
+        await self._first_refresh.wait()
         return self.ready()
 
     async def refresh(self) -> None:
@@ -64,12 +68,15 @@ class BackendHealth:
                 self.statuses[name] = known.model_copy(update={"loaded": False})
 
     async def _refresh_forever(self) -> None:
+        """Refresh at once, then every ``interval_s``."""
         while True:
-            await asyncio.sleep(self.interval_s)
             try:
                 await self.refresh()
             except Exception:  # noqa: BLE001 - the loop must outlive any one refresh
                 logger.exception("refreshing the backends' health failed")
+            finally:
+                self._first_refresh.set()  # a failed first refresh leaves "not ready", not a waiting probe
+            await asyncio.sleep(self.interval_s)
 
 
 def _plain(value):

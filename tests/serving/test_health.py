@@ -80,3 +80,16 @@ def test_a_backend_that_fails_after_answering_is_marked_not_loaded_until_it_answ
         await asyncio.sleep(0.2)
         assert await checked.ready_now()
     asyncio.run(run())
+
+
+def test_probes_that_arrive_together_before_the_first_refresh_start_one_refresh_loop():
+    async def run():
+        onnx = Backend(ONNX)
+        checked = health(Backend(TORCH, loaded=False), onnx, interval_s=0.05, timeout_s=0.2)
+        # e.g. the harness' and Kubernetes' first probes while the first refresh is still waiting for the backends
+        assert await asyncio.gather(*(checked.ready_now() for _ in range(5))) == [True] * 5
+        await asyncio.sleep(0.2)
+        loops = [t for t in asyncio.all_tasks() if t.get_coro().__name__ == "_refresh_forever"]
+        assert len(loops) == 1
+        assert onnx.calls <= 1 + 0.2 / 0.05 + 1  # one loop's refreshes, not five loops'
+    asyncio.run(run())
