@@ -4,6 +4,7 @@
                                            FastAPI + pipeline("summarization") baseline, ONNX Runtime vs
                                            PyTorch (and int8), cold start and memory; a table + JSON
     python -m bench.loadtest --help        locust against a real `bentoml serve`: ramp, past capacity, cost
+    python -m bench.probes --help          /readyz and /livez latency while the service is 2x past its limit
     python -m bench.profile --help         where ONNX Runtime's time goes, per batch size
     python -m bench.gpu --help             bart-large-cnn-shaped model on a GPU (fp16, 4 beams, 128 tokens)
     python -m bench.telemetry_cost --help  throughput with OpenTelemetry export on vs off (a real collector)

@@ -4,6 +4,9 @@
     python -m bench.loadtest --quick              smoke: 10 -> 20 users over 20 s, 10 s hold, 15 s past capacity
     python -m bench.loadtest --url http://127.0.0.1:3000   against a service already running (loopback only)
 
+Meanwhile /readyz and /livez are probed as Kubernetes does (every 0.5 s, 1 s timeout; bench/probe_poller.py),
+from ``--idle-s`` seconds before the load starts until it ends: their latency and failures per phase.
+
 Unless ``--url`` is given, the service is started here with the shipped settings (``--env KEY=VALUE`` to
 change one), on the model in BentoML's store (default ``dialogue-bart-small:latest``), on a free loopback
 port, with a BentoML home of its own (so no other server's /metrics is touched).
@@ -12,7 +15,7 @@ Users post DialogSum test dialogues, a mix of short and long ones (``--long-shar
 half), one after another (``--think-s`` between). Past the peak, ``--overload-users`` (default: twice the
 service's admission limit, ``SUMMARIZER_MAX_PENDING``) must get fast 503s with ``Retry-After`` and never a
 timeout or a 500. Reported per phase: throughput, p50/p95/p99 latency, errors by kind, the batch sizes
-BentoML formed (its ``adaptive_batch_size`` histogram), and the cost of 1,000 requests and 1,000 tokens at
+BentoML formed (its ``adaptive_batch_size`` histogram), the probes, and the cost of 1,000 requests and 1,000 tokens at
 the measured throughput for a few instance prices, next to a managed endpoint's figures.
 Results: a table on stdout, JSON in bench/results/loadtest-<time>.json (and loadtest-latest.json).
 """
@@ -34,6 +37,7 @@ os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 from bench.common import (REPO_ROOT, busy_warning, git_revision, log, machine_info, now_iso,  # noqa: E402
                           short_and_long, write_results)
 from bench.loadtest_report import DEFAULT_PRICES, analyse, cost_table, render  # noqa: E402
+from bench.probe_poller import OLD_READINESS_PATH, PROBE_PATHS, ProbePoller  # noqa: E402
 from bench.prometheus import batch_histogram, batch_histogram_delta  # noqa: E402
 from harness import ManagedProcess  # noqa: E402
 
@@ -57,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--long-share", type=float, default=0.3, help="share of long dialogues (default 0.3)")
     parser.add_argument("--think-s", type=float, default=0.0, help="seconds a user waits between requests")
     parser.add_argument("--timeout-s", type=float, default=120.0, help="client timeout per request")
+    parser.add_argument("--idle-s", type=float, help="seconds of probes before the load starts (default 10; quick 5)")
+    parser.add_argument("--probe-old-readiness", action="store_true",
+                        help=f"also time {OLD_READINESS_PATH}, which asks every backend at each call as /readyz "
+                             "used to (10 s client timeout)")
     parser.add_argument("--price", action="append", default=[], metavar="NAME=USD_PER_HOUR",
                         help="instance price for the cost table (repeatable; replaces the defaults)")
     parser.add_argument("--out", help="results directory (default: bench/results)")
@@ -77,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.url:
             url, model, max_pending = _running_service(args.url, env)
         else:
-            server, model, max_pending = _started_service(args.model, env, logs)
+            server, model, max_pending = start_service(args.model, env, logs)
             url = server.url
         config = plan(args, max_pending, logs)
         measured = measure(url, config, logs)
@@ -89,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if server:
             server.stop()
-    report = analyse(measured.pop("records"), config)
+    report = analyse(measured.pop("records"), config, measured.pop("probe_records"), measured.pop("load_started"))
     report.update({
         "created": now_iso(), "git": git_revision(), "command": "python -m bench.loadtest " + " ".join(sys.argv[1:]),
         "mode": "quick" if args.quick else "full", "machine": machine_info(), "busy_warning": warning,
@@ -116,7 +124,7 @@ def _running_service(url: str, env: dict) -> tuple[str, str | None, int]:
     return url, _served_model(url), int(env.get("SUMMARIZER_MAX_PENDING") or 64)
 
 
-def _started_service(model: str | None, env: dict, logs: Path) -> tuple[ManagedProcess, str, int]:
+def start_service(model: str | None, env: dict, logs: Path) -> tuple[ManagedProcess, str, int]:
     """The service started here with the shipped settings and ``env``: the process, model, admission limit."""
     from bench.servers import START_TIMEOUT_S, summarizer_server
     from serving.config import DEFAULT_MODEL_NAME
@@ -140,6 +148,7 @@ def plan(args: argparse.Namespace, max_pending: int, logs: Path) -> dict:
     short, long_ = short_and_long()
     dialogues = logs / "dialogues.json"
     dialogues.write_text(json.dumps({"short": short, "long": long_}))
+    idle_s = args.idle_s if args.idle_s is not None else (5.0 if quick else 10.0)
     return {"start_users": args.start_users, "peak_users": args.peak_users or (20 if quick else 50),
             "ramp_s": args.ramp_s if args.ramp_s is not None else (20.0 if quick else 180.0),
             "hold_s": args.hold_s if args.hold_s is not None else (10.0 if quick else 60.0),
@@ -147,26 +156,46 @@ def plan(args: argparse.Namespace, max_pending: int, logs: Path) -> dict:
             "overload_s": args.overload_s if args.overload_s is not None else (15.0 if quick else 60.0),
             "long_share": args.long_share, "think_s": args.think_s, "timeout_s": args.timeout_s,
             "dialogues": str(dialogues), "events": str(logs / "events.json"), "spawn_rate": max(10, overload_users),
-            "admission_limit": max_pending}
+            "admission_limit": max_pending, "idle_s": idle_s,
+            "probe_paths": [*PROBE_PATHS, *([OLD_READINESS_PATH] if args.probe_old_readiness else [])]}
 
 
 def measure(url: str, config: dict, logs: Path) -> dict:
-    """Run locust against ``url``: the requests it recorded, the batches BentoML formed meanwhile."""
+    """Run locust against ``url``, probing it meanwhile: the requests locust recorded, the probes, the
+    batches BentoML formed, and when the load started (wall time)."""
     metrics_before = _metrics(url)
-    log(f"locust: {config['start_users']} -> {config['peak_users']} users over {config['ramp_s']:.0f} s, "
-        f"{config['hold_s']:.0f} s at {config['peak_users']}, then {config['overload_users']} users for "
-        f"{config['overload_s']:.0f} s (admission limit {config['admission_limit']})")
-    started = time.perf_counter()
-    exit_code = _run_locust(url, config, logs)
-    duration = time.perf_counter() - started
+    poller = ProbePoller(url, config["probe_paths"], timeouts={OLD_READINESS_PATH: 10.0}).start()
+    try:
+        log(f"probing {', '.join(config['probe_paths'])} for {config['idle_s']:.0f} s before the load ...")
+        time.sleep(config["idle_s"])
+        log(f"locust: {_shape(config)} (admission limit {config['admission_limit']})")
+        started = time.perf_counter()
+        exit_code = _run_locust(url, config, logs)
+        duration = time.perf_counter() - started
+    finally:
+        probes = poller.stop()
     metrics_after = _metrics(url)
     events = Path(config["events"])
-    records = json.loads(events.read_text())["records"] if events.exists() else []
+    recorded = json.loads(events.read_text()) if events.exists() else {}
+    records = recorded.get("records") or []
     if not records:
         raise RuntimeError(f"locust recorded no requests (exit {exit_code}):\n"
                            f"{(logs / 'locust.log').read_text()[-3000:]}")
-    return {"records": records, "duration_s": round(duration, 1), "locust_exit_code": exit_code,
+    return {"records": records, "probe_records": probes, "load_started": recorded["started"],
+            "duration_s": round(duration, 1), "locust_exit_code": exit_code,
             "batch_sizes": batch_histogram_delta(batch_histogram(metrics_before), batch_histogram(metrics_after))}
+
+
+def _shape(config: dict) -> str:
+    """The load's phases in words, e.g. '10 -> 50 users over 180 s, then 60 s at 50, then 128 users for 60 s'."""
+    steps = []
+    if config["ramp_s"]:
+        steps.append(f"{config['start_users']} -> {config['peak_users']} users over {config['ramp_s']:.0f} s")
+    if config["hold_s"]:
+        steps.append(f"{config['hold_s']:.0f} s at {config['peak_users']}")
+    if config["overload_users"]:
+        steps.append(f"{config['overload_users']} users for {config['overload_s']:.0f} s")
+    return ", then ".join(steps)
 
 
 def _config_with(env: dict):

@@ -1,10 +1,12 @@
 """The load test's report, from the requests locust recorded (bench/locustfile.py): per phase throughput,
-latency, outcomes and 503s; throughput over time; whether the service refused fast past capacity; and the
-cost of 1,000 requests and 1,000 tokens at the measured throughput.
+latency, outcomes and 503s; throughput over time; whether the service refused fast past capacity; the
+health probes' latency per phase (bench/probe_poller.py); and the cost of 1,000 requests and 1,000 tokens
+at the measured throughput.
 """
 
 from __future__ import annotations
 
+from bench.probe_poller import probes_by_phase, render_probes
 from bench.stats import latency_stats, percentile
 from serving.protocol import ErrorReason
 
@@ -105,10 +107,19 @@ def overload_verdict(overload: dict) -> dict:
                     "no 503 from a failed backend"}
 
 
-def analyse(records: list[dict], config: dict) -> dict:
+def phase_bounds(config: dict) -> dict[str, tuple[float, float]]:
+    """Each phase's start and end, in seconds since the load started (bench/locustfile.py's shape)."""
     ramp, hold = config["ramp_s"], config["hold_s"]
-    bounds = {"ramp": (0.0, ramp), "hold": (ramp, ramp + hold),
-              "overload": (ramp + hold, ramp + hold + config["overload_s"])}
+    overload = config["overload_s"] if config["overload_users"] else 0.0
+    return {"ramp": (0.0, ramp), "hold": (ramp, ramp + hold), "overload": (ramp + hold, ramp + hold + overload)}
+
+
+def analyse(records: list[dict], config: dict, probe_records: list[dict] | None = None,
+            load_started: float | None = None) -> dict:
+    """The report of one run: ``records`` from locust; ``probe_records`` (bench/probe_poller.py) are put in
+    phases by their wall time against ``load_started``, locust's start."""
+    ramp, hold = config["ramp_s"], config["hold_s"]
+    bounds = phase_bounds(config)
     phases = {}
     for name, (lo, hi) in bounds.items():
         chosen = [r for r in records if r["phase"] == name]
@@ -121,7 +132,8 @@ def analyse(records: list[dict], config: dict) -> dict:
         for k, v in p["outcomes"].items():
             if k != "ok" and not (name == "overload" and k == OVERLOADED):
                 all_bad[f"{name}:{k}"] = v
-    return {"phases": phases, "windows": windows(records, 10.0 if ramp + hold > 60 else 5.0),
+    probes = probes_by_phase(probe_records, load_started, bounds) if probe_records else None
+    return {"phases": phases, "probes": probes, "windows": windows(records, 10.0 if ramp + hold > 60 else 5.0),
             "capacity_rps": phases.get("hold", {}).get("throughput_rps"), "overload_verdict": verdict,
             "failures_outside_overload_admission": all_bad, "requests_total": len(records)}
 
@@ -179,6 +191,9 @@ def render(report: dict) -> str:
     if report["failures_outside_overload_admission"]:
         console.print(escape(f"failures (other than admission 503s past capacity): "
                              f"{report['failures_outside_overload_admission']}"))
+    if report.get("probes"):
+        buf.write(render_probes(report["probes"], "health probes (a new connection each, every 0.5 s, 1 s timeout), "
+                                                  "by phase of the load"))
     for service, b in (report.get("batch_sizes") or {}).items():
         console.print(escape(f"batches formed by {service}: {b['batches']:.0f}, mean size {b['mean_batch_size']:.1f}, "
                              f"cumulative buckets {b['cumulative_buckets']}"))

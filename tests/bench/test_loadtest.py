@@ -16,7 +16,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def test_loadtest_smoke_run_reports_phases_batches_and_cost(tiny_model, bentoml_home, tmp_path):
     out = tmp_path / "results"
     cmd = [sys.executable, "-m", "bench.loadtest", "--model", tiny_model, "--start-users", "2", "--peak-users", "4",
-           "--ramp-s", "4", "--hold-s", "4", "--overload-users", "12", "--overload-s", "4",
+           "--ramp-s", "4", "--hold-s", "4", "--overload-users", "12", "--overload-s", "4", "--idle-s", "2",
            "--env", "SUMMARIZER_MAX_PENDING=4", "--env", "SUMMARIZER_ONNX_THREADS=1", "--out", str(out)]
     env = {**os.environ, "BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "true"}
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -35,6 +35,11 @@ def test_loadtest_smoke_run_reports_phases_batches_and_cost(tiny_model, bentoml_
     assert {r["instance"] for r in data["cost"]["rows"]} and data["cost"]["rows"][0]["usd_per_1k_requests"] > 0
     assert data["cold_start_s"] > 0 and data["memory_after"]["processes"] >= 2
     assert "past capacity:" in proc.stdout
+    # /readyz and /livez were probed before the load and in each of its phases
+    for phase in ("idle", "ramp", "hold", "overload"):
+        assert {path: data["probes"][phase][path]["probes"] > 0 for path in ("/readyz", "/livez")} == \
+            {"/readyz": True, "/livez": True}, (phase, data["probes"].get(phase))
+    assert "health probes" in proc.stdout
 
 
 def _records() -> list[dict]:
