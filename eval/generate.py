@@ -34,7 +34,9 @@ CACHE_ENV = "SUMMARIZER_EVAL_CACHE"
 LIBRARIES = ("torch", "transformers", "tokenizers", "optimum-onnx", "optimum", "onnxruntime", "onnx", "bentoml",
              "rouge-score")
 # Code whose change invalidates cached summaries (besides the library versions above).
-ENGINE_CODE = ("serving/engines.py", "serving/protocol.py")
+ENGINE_CODE = ("serving/engines.py", "serving/engine_base.py", "serving/torch_engine.py", "serving/onnx_engine.py",
+               "serving/search_sessions.py", "serving/tokenization.py", "serving/model_config.py",
+               "serving/protocol.py")
 _IGNORED_FILES = {"README.md"}
 
 
@@ -219,7 +221,7 @@ class EngineGenerator:
                              "settings": settings.model_dump(), "code": code, "versions": library_versions()})
 
     def describe(self) -> dict:
-        out = {"kind": "engine", "backend": self.backend, "runs_on": self.engine.backend}
+        out = {"kind": "engine", "backend": self.backend, "runs_on": self.engine.engine}
         if getattr(self.engine, "search", None) is not None:  # which graph scored (an int8 or an fp32 one)
             from model_store.beam_search import GRAPH_FILE
 
@@ -228,7 +230,7 @@ class EngineGenerator:
         return out
 
     def __call__(self, texts: Sequence[str], settings) -> list[dict]:
-        if self.backend == "onnx" and self.engine.runs_in_onnx_runtime(settings):
+        if self.backend == "onnx":  # every setting runs in the BeamSearch graph
             self.beam_search_summaries += len(texts)
         return [{"summary": r.summary, "output_tokens": r.output_tokens, "truncated": r.truncated,
                  "backend": r.backend} for r in self.engine.summarize(list(texts), settings)]
