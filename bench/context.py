@@ -127,10 +127,10 @@ class BenchContext:
     def baseline(self) -> ManagedProcess:
         """The FastAPI + pipeline baseline, started the first time it is asked for."""
         from bench.servers import baseline_server
-        from serving.engines import Engine
+        from serving.engines import generate_kwargs
 
         if "fastapi-pipeline" not in self.servers:
-            process = baseline_server(self.model.hf_dir, Engine.generate_kwargs(self.settings), self.logs,
+            process = baseline_server(self.model.hf_dir, generate_kwargs(self.settings), self.logs,
                                       threads=self.threads, mode=self.args.baseline_mode)
             self.servers["fastapi-pipeline"] = self.start(process)
         return self.servers["fastapi-pipeline"]

@@ -17,27 +17,26 @@ from bench.stats import mean, median, ratio_spread, spread
 
 def load_engines(hf_dir: Path, onnx_dir: Path, threads: int, int8_dir: Path | None = None,
                  untuned: bool = False, model_tag: str = "bench") -> dict:
-    """name -> engine. 'onnx' is the engine as served (ONNX Runtime's BeamSearch operator when the model
-    has its graph); 'onnx_generate' the same ONNX graphs under transformers' generate() loop;
+    """name -> engine. 'onnx' is the engine as served (ONNX Runtime's BeamSearch operator for every
+    setting); 'onnx_generate' the same ONNX graphs under transformers' generate() loop (bench.generate_loop);
     'onnx_no_spin' the operator with ONNX Runtime's workers sleeping between operators (no spin-waiting);
     'onnx_untuned' that loop with the settings it had before tuning: PyTorch's default thread pool in
     the generate() loop, spinning ONNX Runtime workers, and transformers' per-step signature inspection
     (the ablations behind the three steps in the README)."""
+    from bench.generate_loop import GenerateLoopEngine
     from serving.engines import OnnxEngine, TorchEngine
 
     engines = {"torch": TorchEngine(hf_dir, model_tag, device="cpu", threads=threads),
                "onnx": OnnxEngine(hf_dir, model_tag, threads=threads, onnx_dir=onnx_dir)}
     if int8_dir is not None:
         engines["onnx_int8"] = OnnxEngine(hf_dir, model_tag, threads=threads, onnx_dir=int8_dir)
-    if engines["onnx"].search is not None:  # ablation: the same graphs under transformers' generate() loop
-        engines["onnx_generate"] = OnnxEngine(hf_dir, model_tag, threads=threads, onnx_dir=onnx_dir,
-                                              beam_search=False)
-        if untuned:  # ablation: the operator with ONNX Runtime's workers sleeping between operators
-            engines["onnx_no_spin"] = OnnxEngine(hf_dir, model_tag, threads=threads, onnx_dir=onnx_dir,
-                                                 search_spinning=False)
-    if untuned:
-        engine = OnnxEngine(hf_dir, model_tag, threads=threads, onnx_dir=onnx_dir, spinning=True, torch_threads=0,
-                            beam_search=False)
+    # ablation: the same graphs under transformers' generate() loop
+    engines["onnx_generate"] = GenerateLoopEngine(hf_dir, model_tag, threads=threads, onnx_dir=onnx_dir)
+    if untuned:  # ablation: the operator with ONNX Runtime's workers sleeping between operators
+        engines["onnx_no_spin"] = OnnxEngine(hf_dir, model_tag, threads=threads, onnx_dir=onnx_dir,
+                                             search_spinning=False)
+        engine = GenerateLoopEngine(hf_dir, model_tag, threads=threads, onnx_dir=onnx_dir, spinning=True,
+                                    torch_threads=0)
         model = engine.model
         model._get_logits_processor = type(model)._get_logits_processor.__get__(model)  # undo the cache
         engines["onnx_untuned"] = engine
@@ -70,14 +69,14 @@ class ModelClock:
         self.seconds = 0.0
         self.calls = 0
         self._undo: list[Callable[[], None]] = []
-        model = engine.model
+        model = getattr(engine, "model", None)  # none for the BeamSearch engine: its one session is timed
         if getattr(engine, "search", None) is not None:  # BeamSearch operator: the loop runs inside it
             self._wrap_session(engine.search)
         if hasattr(model, "encoder") and hasattr(model.encoder, "session"):  # optimum ORT model
             for part in (model.encoder, model.decoder, getattr(model, "decoder_with_past", None)):
                 if part is not None:
                     self._wrap_session(part.session)
-        else:
+        elif model is not None:
             self._hook(model)
             self._hook(model.get_encoder())
 

@@ -51,9 +51,9 @@ def profiled_engine(hf_dir: Path, onnx_dir: Path, threads: int, profile_dir: Pat
     import onnxruntime as ort
 
     from model_store.beam_search import GRAPH_FILE
-    from serving.engines import OnnxEngine, session_options
+    from serving.engines import session_options
 
-    engine = OnnxEngine(hf_dir, "profile", threads=threads, onnx_dir=onnx_dir, beam_search=beam_search)
+    engine = plain_engine(hf_dir, onnx_dir, threads, beam_search)
 
     def session(path: Path, name: str, spinning: bool):
         options = session_options(ort, threads, spinning, stop_spinning_after_run=True)
@@ -62,10 +62,21 @@ def profiled_engine(hf_dir: Path, onnx_dir: Path, threads: int, profile_dir: Pat
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     if engine.search is not None:  # as the engine: spin-waiting inside a run, the generate() loop's not
-        engine.search = session(onnx_dir / GRAPH_FILE, "beam_search", spinning=True)
-    for part in (engine.model.encoder, engine.model.decoder):
-        part.session = session(part.path, Path(part.path).stem, spinning=False)
+        searches = engine.searches
+        engine.search = session(searches.graph_file(searches.graph_ngram), Path(GRAPH_FILE).stem, spinning=True)
+    else:
+        for part in (engine.model.encoder, engine.model.decoder):
+            part.session = session(part.path, Path(part.path).stem, spinning=False)
     return engine
+
+
+def plain_engine(hf_dir: Path, onnx_dir: Path, threads: int, beam_search: bool = True):
+    """The service's ONNX engine, or (``beam_search`` False) its graphs under transformers' generate() loop."""
+    from bench.generate_loop import GenerateLoopEngine
+    from serving.engines import OnnxEngine
+
+    kind = OnnxEngine if beam_search else GenerateLoopEngine
+    return kind(hf_dir, "profile", threads=threads, onnx_dir=onnx_dir)
 
 
 def node_seconds(session, since_ns: int) -> tuple[float, dict[str, float], float]:
@@ -169,9 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     texts = load_dialogues(max(args.dialogues, max(sizes)) + 2, seed=2)
     texts, warmup = texts[:-2], texts[-2:]
     hf_dir, onnx_dir = Path(stored.path) / HF_SUBDIR, Path(stored.path) / ONNX_SUBDIR
-    from serving.engines import OnnxEngine, default_settings
+    from serving.engines import default_settings
 
-    plain = OnnxEngine(hf_dir, "profile", threads=threads, onnx_dir=onnx_dir, beam_search=not args.generate_loop)
+    plain = plain_engine(hf_dir, onnx_dir, threads, beam_search=not args.generate_loop)
     plain.summarize(warmup, default_settings(hf_dir))
     rows = []
     for size in sizes:

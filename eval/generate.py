@@ -34,7 +34,9 @@ CACHE_ENV = "SUMMARIZER_EVAL_CACHE"
 LIBRARIES = ("torch", "transformers", "tokenizers", "optimum-onnx", "optimum", "onnxruntime", "onnx", "bentoml",
              "rouge-score")
 # Code whose change invalidates cached summaries (besides the library versions above).
-ENGINE_CODE = ("serving/engines.py", "serving/protocol.py")
+ENGINE_CODE = ("serving/engines.py", "serving/engine_base.py", "serving/torch_engine.py", "serving/onnx_engine.py",
+               "serving/search_sessions.py", "serving/tokenization.py", "serving/model_config.py",
+               "serving/protocol.py")
 _IGNORED_FILES = {"README.md"}
 
 
@@ -228,7 +230,7 @@ class EngineGenerator:
         return out
 
     def __call__(self, texts: Sequence[str], settings) -> list[dict]:
-        if self.backend == "onnx" and self.engine.runs_in_onnx_runtime(settings):
+        if self.backend == "onnx":  # every setting runs in the BeamSearch graph
             self.beam_search_summaries += len(texts)
         return [{"summary": r.summary, "output_tokens": r.output_tokens, "truncated": r.truncated,
                  "backend": r.backend} for r in self.engine.summarize(list(texts), settings)]

@@ -3,10 +3,10 @@ encoder and decoder that optimum exports.
 
 Why: on a CPU, transformers' ``generate()`` spends about a third of a summary in its Python loop around the
 model (beam bookkeeping, logits processors, cache reordering), the same for PyTorch and ONNX Runtime
-(``python -m bench``, item 4). ONNX Runtime's BeamSearch operator runs that loop in C++. Its summaries are
-the ``generate()`` path's (tests/test_engines.py, on the tiny and the shipped model; the engine appends
-BART's forced end token the way transformers does, see ``OnnxEngine._beam_search``), except where two
-beams are within float rounding of each other: 7 of the eval suite's 1,318 summaries differ.
+(``python -m bench``, item 4). ONNX Runtime's BeamSearch operator runs that loop in C++, and the ONNX engine
+runs every generation setting in it, without PyTorch (serving/onnx_engine.py: BART's forced first and last
+tokens as transformers has them; tests/serving/test_engines.py and ``python -m bench.onnx_parity`` compare
+its tokens with transformers').
 
 ONNX Runtime's own converter (``onnxruntime.transformers.convert_generation``) covers GPT-2 and T5; its BART
 scripts are not in the wheel. The operator takes an encoder-decoder (``model_type=1``) as two subgraphs with
@@ -20,8 +20,9 @@ fixed input and output names, which this module wires from optimum's split expor
 
 Generation settings that are inputs of the operator (beams, lengths, length penalty) stay per request;
 ``no_repeat_ngram_size`` and ``early_stopping`` are attributes, fixed here from the model's generation config
-(a request that asks for another n-gram size takes the ``generate()`` path). BART's forced first token
-(``forced_bos_token_id``) becomes the operator's ``prefix_vocab_mask`` input, which masks the first step.
+(the engine makes a session per other n-gram size from this graph: serving/search_sessions.py). BART's forced
+first token (``forced_bos_token_id``) becomes the operator's ``prefix_vocab_mask`` input, which masks the first
+step (the engine also biases that step's logits so that the token scores 0, as in transformers).
 """
 
 from __future__ import annotations

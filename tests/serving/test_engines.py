@@ -1,19 +1,59 @@
-"""Both inference backends on a tiny BART (real BART tokenizer): same tokens, same bookkeeping."""
+"""Both inference engines on a tiny BART (real BART tokenizer): the ONNX Runtime engine (BeamSearch graph, no
+PyTorch) gives transformers' tokens for every generation setting, and both keep the same books."""
 
 from __future__ import annotations
+
+import json
+import shutil
 
 import bentoml
 import pytest
 
 from model_store.onnx_graphs import fp32_weight_matmuls, walk_graphs
 from serving.engines import HF_SUBDIR, ONNX_SUBDIR, OnnxEngine, TorchEngine
-from serving.protocol import GenerationSettings
+from serving.protocol import GenerationJob
 
 DIALOGUES = [
     "#Person1#: Hi, how are you?\n#Person2#: Fine, thanks. And you?",
     "Amanda: I baked cookies. Do you want some?\nJerry: Sure!\nAmanda: I'll bring you tomorrow :-)",
     "Tom: Are we still meeting at six?\nAnna: Yes, at the cafe next to the station.\nTom: Great, see you.",
 ]
+# Each family changes the tiny model's defaults (4 beams, n-gram 3, 2 to 24 new tokens, length penalty 1).
+FAMILIES = {
+    "defaults": {},
+    "greedy": {"num_beams": 1},
+    "greedy, n-gram 0": {"num_beams": 1, "no_repeat_ngram_size": 0},
+    "2 beams": {"num_beams": 2},
+    "n-gram 0": {"no_repeat_ngram_size": 0},
+    "n-gram 1": {"no_repeat_ngram_size": 1, "min_new_tokens": 10},
+    "n-gram 2": {"no_repeat_ngram_size": 2},
+    "length penalty 0": {"length_penalty": 0.0},
+    "length penalty 2": {"length_penalty": 2.0},
+    "min 12 new tokens": {"min_new_tokens": 12},
+    "min = max = 6": {"max_new_tokens": 6, "min_new_tokens": 6},
+    "max 1": {"max_new_tokens": 1, "min_new_tokens": 0},
+    "max 1, min 1, greedy": {"max_new_tokens": 1, "min_new_tokens": 1, "num_beams": 1},
+    "max 2": {"max_new_tokens": 2, "min_new_tokens": 0},
+    "max 2, min 2, greedy": {"max_new_tokens": 2, "min_new_tokens": 2, "num_beams": 1},
+    "max 3": {"max_new_tokens": 3, "min_new_tokens": 0},
+    "max 3, greedy, length penalty 3": {"max_new_tokens": 3, "min_new_tokens": 0, "num_beams": 1,
+                                        "length_penalty": 3.0},
+}
+END_TOKEN_BIAS = 0.33  # as tests/serving/test_service_generation.py: ending becomes a close call
+
+
+def _job(text, settings):
+    return GenerationJob(text=text, settings=settings, enqueued_at=0.0)
+
+
+def tokens(engine, settings, texts=DIALOGUES) -> list[list[int]]:
+    """What ``predict`` returns for one padded batch of ``texts`` (three lengths)."""
+    ids, mask, _ = engine.pad(engine.encode([_job(t, settings) for t in texts]))
+    return engine.predict(ids, mask, settings).tolist()
+
+
+def settings_of(engine, update):
+    return engine.defaults.model_copy(update=update)
 
 
 @pytest.fixture(scope="module")
@@ -23,26 +63,112 @@ def engines(tiny_model):
     return TorchEngine(hf, tiny_model, threads=1), OnnxEngine(hf, tiny_model, threads=1, onnx_dir=onnx)
 
 
-def test_greedy_outputs_identical_token_for_token(engines):
+@pytest.mark.parametrize("update", FAMILIES.values(), ids=FAMILIES)
+def test_onnx_engine_gives_transformers_tokens(engines, update):
     torch_engine, onnx_engine = engines
-    settings = GenerationSettings(num_beams=1, max_new_tokens=20, min_new_tokens=20, length_penalty=1.0,
-                                  no_repeat_ngram_size=0)
-    for text in DIALOGUES:
-        jobs = torch_engine.encode([_job(text, settings)])
-        ids, mask, _ = torch_engine._pad(jobs)
-        a = torch_engine.predict(ids, mask, settings).tolist()
-        b = onnx_engine.predict(ids, mask, settings).tolist()
-        assert a == b
-        assert len(a[0]) >= 20  # min_new_tokens forced a full-length comparison
+    settings = settings_of(torch_engine, update)
+    expected = tokens(torch_engine, settings)
+    assert tokens(onnx_engine, settings) == expected
+    assert all(len(row) == settings.max_new_tokens + 1 for row in expected)  # random weights never end early
 
 
-def test_beam_search_outputs_identical_in_a_padded_batch(engines):
-    torch_engine, onnx_engine = engines
-    settings = torch_engine.defaults
-    a = [r.summary for r in torch_engine.summarize(DIALOGUES, settings)]
-    b = [r.summary for r in onnx_engine.summarize(DIALOGUES, settings)]
-    assert a == b
-    assert all(a)
+# --- a tiny BART that ends its summaries early, with and without BART's forced first and last tokens
+
+
+@pytest.fixture(scope="module")
+def terse_dir(tiny_model_dir, bentoml_home, tmp_path_factory):
+    """The stored layout (hf/ + onnx/) of the tiny BART biased towards its end token."""
+    from transformers import BartForConditionalGeneration
+
+    from model_store.store import import_model
+
+    model_dir = tmp_path_factory.mktemp("terse") / "tiny-bart-terse"
+    shutil.copytree(tiny_model_dir, model_dir)
+    model = BartForConditionalGeneration.from_pretrained(model_dir)
+    model.final_logits_bias[0, model.config.eos_token_id] = END_TOKEN_BIAS
+    model.save_pretrained(model_dir, safe_serialization=True)
+    return bentoml.models.get(import_model(str(model_dir), "tiny-bart-terse-engines").tag).path
+
+
+def variant(terse_dir, tmp_path_factory, without: tuple[str, ...]):
+    """A copy of the terse model whose generation config lacks ``without`` (the BeamSearch graph is the same:
+    BART's forced tokens are the engine's business), with both engines."""
+    root = tmp_path_factory.mktemp("variant") / "model"
+    shutil.copytree(terse_dir, root)
+    for path in (root / HF_SUBDIR / "generation_config.json", root / ONNX_SUBDIR / "beam_search.json"):
+        path.write_text(json.dumps({**json.loads(path.read_text()), **{key: None for key in without}}))
+    return (TorchEngine(root / HF_SUBDIR, "terse", threads=1),
+            OnnxEngine(root / HF_SUBDIR, "terse", threads=1, onnx_dir=root / ONNX_SUBDIR))
+
+
+@pytest.fixture(scope="module")
+def terse(terse_dir, tmp_path_factory):
+    return variant(terse_dir, tmp_path_factory, ())
+
+
+@pytest.fixture(scope="module")
+def terse_without_first_token(terse_dir, tmp_path_factory):
+    return variant(terse_dir, tmp_path_factory, ("forced_bos_token_id",))
+
+
+@pytest.fixture(scope="module")
+def terse_without_forced_tokens(terse_dir, tmp_path_factory):
+    return variant(terse_dir, tmp_path_factory, ("forced_bos_token_id", "forced_eos_token_id"))
+
+
+@pytest.mark.parametrize("update", FAMILIES.values(), ids=FAMILIES)
+def test_summaries_that_end_early_are_transformers_tokens(terse, update):
+    torch_engine, onnx_engine = terse
+    settings = settings_of(torch_engine, update)
+    assert tokens(onnx_engine, settings) == tokens(torch_engine, settings)
+
+
+def test_the_forced_first_token_does_not_count_against_a_summary(terse):
+    # The operator's prefix mask alone keeps the forced token's own log-probability in every hypothesis;
+    # transformers gives it 0. Here that decides between a short and a long summary.
+    torch_engine, onnx_engine = terse
+    expected = tokens(torch_engine, torch_engine.defaults)
+    assert tokens(onnx_engine, onnx_engine.defaults) == expected
+    assert all(len(row) < 8 for row in expected)
+
+
+# one token chosen, BART's end forced, no forced first token, several beams: see below
+ONE_CHOSEN_TOKEN_WITH_BEAMS = {"max_new_tokens": 2, "min_new_tokens": 0}
+
+
+@pytest.mark.parametrize("update", [u for u in FAMILIES.values() if u != ONE_CHOSEN_TOKEN_WITH_BEAMS],
+                         ids=[k for k, u in FAMILIES.items() if u != ONE_CHOSEN_TOKEN_WITH_BEAMS])
+def test_without_a_forced_first_token_summaries_are_transformers_tokens(terse_without_first_token, update):
+    torch_engine, onnx_engine = terse_without_first_token
+    settings = settings_of(torch_engine, update)
+    assert tokens(onnx_engine, settings) == tokens(torch_engine, settings)
+
+
+def test_one_chosen_token_is_greedy_searchs(terse_without_first_token):
+    """max_new_tokens 2 with a forced end leaves one token to choose, too few steps for the operator: the engine
+    takes greedy search's. transformers' beam search differs where the end token at step 1 and the forced
+    end at step 2 compete under the length penalty, as on this model (a model with BART's forced first token
+    has nothing to choose there)."""
+    torch_engine, onnx_engine = terse_without_first_token
+    settings = settings_of(torch_engine, ONE_CHOSEN_TOKEN_WITH_BEAMS)
+    greedy = settings.model_copy(update={"num_beams": 1})
+    assert tokens(onnx_engine, settings) == tokens(torch_engine, greedy) == tokens(onnx_engine, greedy)
+    assert all(len(row) <= 3 for row in tokens(onnx_engine, settings))
+
+
+@pytest.mark.parametrize("update", [u for u in FAMILIES.values() if u.get("num_beams") == 1]
+                         + [{"max_new_tokens": 1, "min_new_tokens": 0}],
+                         ids=[k for k, u in FAMILIES.items() if u.get("num_beams") == 1] + ["max 1"])
+def test_without_forced_tokens_greedy_and_one_token_summaries_are_transformers_tokens(
+        terse_without_forced_tokens, update):
+    # With several beams and no forced end, a hypothesis cut at max_new_tokens is ranked with one token more
+    # in ONNX Runtime (its start token) than in transformers (as with the engine before): not compared.
+    torch_engine, onnx_engine = terse_without_forced_tokens
+    settings = settings_of(torch_engine, update)
+    assert tokens(onnx_engine, settings) == tokens(torch_engine, settings)
+
+
+# --- bookkeeping, sessions, stored graphs
 
 
 def test_results_report_tokens_truncation_and_backend(engines):
@@ -53,35 +179,59 @@ def test_results_report_tokens_truncation_and_backend(engines):
         assert short.backend == long.backend == backend
         assert not short.truncated and long.truncated
         assert long.input_tokens == engine.context == 1024
-        assert short.input_tokens == len(engine.tokenizer(DIALOGUES[0])["input_ids"])
+        assert short.input_tokens == len(engine.tokenizer.encode([DIALOGUES[0]])[0])
         assert 0 < short.output_tokens <= engine.defaults.max_new_tokens
 
 
 def test_requests_are_generated_with_their_own_settings(engines):
-    torch_engine, _ = engines
-    base = torch_engine.defaults
-    short = base.model_copy(update={"max_new_tokens": 3, "min_new_tokens": 0, "num_beams": 1})
-    jobs = [_job(DIALOGUES[0], base), _job(DIALOGUES[0], short), _job(DIALOGUES[1], base)]
-    results = torch_engine.generate(jobs)
-    assert results[1].output_tokens <= 3
-    assert results[0].output_tokens > 3 and results[2].output_tokens > 3
-    assert results[1].batch_size == 1  # never batched with the other settings
+    for engine in engines:
+        base = engine.defaults
+        short = base.model_copy(update={"max_new_tokens": 3, "min_new_tokens": 0, "num_beams": 1})
+        results = engine.generate([_job(DIALOGUES[0], base), _job(DIALOGUES[0], short), _job(DIALOGUES[1], base)])
+        assert results[1].output_tokens <= 3
+        assert results[0].output_tokens > 3 and results[2].output_tokens > 3
+        assert results[1].batch_size == 1  # never batched with the other settings
 
 
-def _job(text, settings):
-    from serving.protocol import GenerationJob
-    return GenerationJob(text=text, settings=settings, enqueued_at=0.0)
+def test_other_ngram_sizes_share_one_weights_file_and_few_sessions(tiny_model):
+    from pathlib import Path
 
+    import onnx
 
-# --- ONNX Runtime's BeamSearch operator (model_store/beam_search.py) against transformers' generate() loop
-
-
-@pytest.fixture(scope="module")
-def loop_engine(tiny_model):
-    """The ONNX engine with its BeamSearch graph turned off: optimum's model under transformers' generate()."""
     stored = bentoml.models.get(tiny_model)
-    return OnnxEngine(stored.path_of(HF_SUBDIR), tiny_model, threads=1, onnx_dir=stored.path_of(ONNX_SUBDIR),
-                      beam_search=False)
+    engine = OnnxEngine(stored.path_of(HF_SUBDIR), tiny_model, threads=1, onnx_dir=stored.path_of(ONNX_SUBDIR),
+                        max_extra_searches=1)
+    for size in (0, 2, 3, 2):
+        engine.summarize(DIALOGUES[:1], engine.defaults.model_copy(update={"no_repeat_ngram_size": size}))
+    assert engine.searches.graph_ngram == 3 and engine.searches.extra_sizes == [2]  # 0 was dropped for 2
+    graphs = sorted(Path(engine.searches._dir.name).glob("beam_search.ngram*.onnx"))
+    assert [g.name for g in graphs] == ["beam_search.ngram0.onnx", "beam_search.ngram2.onnx",
+                                        "beam_search.ngram3.onnx"]
+    for path in graphs:  # every weight of the graph (and its subgraphs) is read from the one shared file
+        model = onnx.load(str(path), load_external_data=False)
+        inline = [t.name for graph, _ in walk_graphs(model) for t in graph.initializer
+                  if not t.external_data and len(t.raw_data) >= 1024 and t.name != "forced_first_token_bias"]
+        files = {e.value for graph, _ in walk_graphs(model) for t in graph.initializer for e in t.external_data
+                 if e.key == "location"}
+        assert inline == [] and files == {"beam_search.weights"}
+
+
+def test_directories_of_processes_that_are_gone_are_removed(tmp_path):
+    import os
+    import sys
+
+    from harness.process import ManagedProcess
+    from serving.search_sessions import DIRECTORY_PREFIX, remove_orphaned_directories
+
+    gone = ManagedProcess("exits", [sys.executable, "-c", "pass"], tmp_path / "exits.log").start()
+    gone.proc.wait(timeout=60)
+    gone.stop()
+    orphan, ours = tmp_path / f"{DIRECTORY_PREFIX}{gone.pid}-abc", tmp_path / f"{DIRECTORY_PREFIX}{os.getpid()}-def"
+    for directory in (orphan, ours):
+        directory.mkdir()
+        (directory / "beam_search.weights").write_bytes(b"0" * 1024)
+    assert remove_orphaned_directories(str(tmp_path)) == [orphan]
+    assert not orphan.exists() and ours.exists()
 
 
 def test_import_stores_a_beam_search_graph(tiny_model, engines):
@@ -93,67 +243,25 @@ def test_import_stores_a_beam_search_graph(tiny_model, engines):
     graph = onnx.load(stored.path_of(f"{ONNX_SUBDIR}/beam_search.onnx"))
     assert len(graph.graph.initializer) > 10  # the decoder's weights, shared by both subgraphs
     assert _weights_stored_twice(graph) == []
-    _, onnx_engine = engines
-    assert onnx_engine.search is not None and onnx_engine.search_info["no_repeat_ngram_size"] == 3
+    assert engines[1].searches.graph_ngram == engines[1].search_info["no_repeat_ngram_size"] == 3
 
 
-@pytest.mark.parametrize("update", [{}, {"length_penalty": 2.0}, {"min_new_tokens": 12}, {"num_beams": 2}])
-def test_beam_search_operator_gives_the_generate_loops_tokens(engines, loop_engine, update):
-    _, onnx_engine = engines
-    settings = onnx_engine.defaults.model_copy(update=update)
-    assert onnx_engine.runs_in_onnx_runtime(settings) and not loop_engine.runs_in_onnx_runtime(settings)
-    jobs = onnx_engine.encode([_job(t, settings) for t in DIALOGUES])
-    ids, mask, _ = onnx_engine._pad(jobs)  # one padded batch of three lengths
-    a = onnx_engine.predict(ids, mask, settings).tolist()
-    b = loop_engine.predict(ids, mask, settings).tolist()
-    pad = onnx_engine.tokenizer.pad_token_id
-    assert [[t for t in row if t != pad] for row in a] == [[t for t in row if t != pad] for row in b]
-    if "min_new_tokens" in update:
-        assert all(len([t for t in row if t != pad]) >= 12 for row in a)
-
-
-def test_settings_the_operator_cannot_take_go_through_the_generate_loop(engines):
-    torch_engine, onnx_engine = engines
-    for update in ({"no_repeat_ngram_size": 2}, {"num_beams": 1}, {"max_new_tokens": 1}, {"max_new_tokens": 2}):
-        settings = onnx_engine.defaults.model_copy(update=update)
-        assert not onnx_engine.runs_in_onnx_runtime(settings)
-        assert ([r.summary for r in onnx_engine.summarize(DIALOGUES, settings)]
-                == [r.summary for r in torch_engine.summarize(DIALOGUES, settings)])
-
-
-def test_summaries_cut_at_max_new_tokens_end_with_the_forced_end_token(engines):
-    _, onnx_engine = engines
-    settings = onnx_engine.defaults.model_copy(update={"max_new_tokens": 6, "min_new_tokens": 6})
-    assert onnx_engine.runs_in_onnx_runtime(settings)
-    jobs = onnx_engine.encode([_job(t, settings) for t in DIALOGUES])
-    ids, mask, _ = onnx_engine._pad(jobs)
-    for row in onnx_engine.predict(ids, mask, settings).tolist():
-        assert len(row) == 7 and row[-1] == 2  # start token, 5 tokens, forced end-of-sequence (as transformers)
-
-
-def test_a_model_stored_without_the_graph_is_served_by_the_generate_loop(tiny_model, engines, tmp_path):
-    import shutil
-
+def test_a_model_stored_without_the_graph_is_refused_with_the_import_command(tiny_model, tmp_path):
     stored = bentoml.models.get(tiny_model)
     onnx_dir = tmp_path / "onnx"
     shutil.copytree(stored.path_of(ONNX_SUBDIR), onnx_dir, ignore=shutil.ignore_patterns("beam_search.*"))
-    engine = OnnxEngine(stored.path_of(HF_SUBDIR), tiny_model, threads=1, onnx_dir=onnx_dir)
-    assert engine.search is None and not engine.runs_in_onnx_runtime(engine.defaults)
-    _, onnx_engine = engines
-    assert ([r.summary for r in engine.summarize(DIALOGUES)]
-            == [r.summary for r in onnx_engine.summarize(DIALOGUES)])
+    with pytest.raises(FileNotFoundError, match="beam_search.onnx .*python -m model_store import"):
+        OnnxEngine(stored.path_of(HF_SUBDIR), tiny_model, threads=1, onnx_dir=onnx_dir)
 
 
-def test_shipped_model_beam_search_operator_matches_generate_loop_on_dialogsum(default_model):
+def test_shipped_model_gives_transformers_summaries_on_dialogsum(default_model):
     from bench.common import load_dialogues
 
     stored = bentoml.models.get(default_model)
     hf, onnx = stored.path_of(HF_SUBDIR), stored.path_of(ONNX_SUBDIR)
-    fast = OnnxEngine(hf, default_model, threads=1, onnx_dir=onnx)
-    loop = OnnxEngine(hf, default_model, threads=1, onnx_dir=onnx, beam_search=False)
     texts = load_dialogues(16, seed=11)
-    assert fast.runs_in_onnx_runtime(fast.defaults)
-    a, b = fast.summarize(texts), loop.summarize(texts)
+    a = OnnxEngine(hf, default_model, threads=1, onnx_dir=onnx).summarize(texts)
+    b = TorchEngine(hf, default_model, threads=1).summarize(texts)
     assert [r.summary for r in a] == [r.summary for r in b]
     assert [r.output_tokens for r in a] == [r.output_tokens for r in b]
 
@@ -202,11 +310,7 @@ def test_int8_model_quantizes_the_beam_search_graphs_shared_weights_and_serves(t
     assert any(i.data_type == onnx.TensorProto.INT8 for i in graph.graph.initializer)
     assert _weights_stored_twice(graph) == []
 
-    hf, onnx_dir = stored.path_of(HF_SUBDIR), stored.path_of(ONNX_SUBDIR)
-    engine = OnnxEngine(hf, tag, threads=1, onnx_dir=onnx_dir)
-    assert engine.search is not None and engine.runs_in_onnx_runtime(engine.defaults)
-    results = engine.summarize(DIALOGUES)
-    assert all(r.output_tokens > 0 and r.backend == "onnx-cpu" for r in results)
-    # the int8 BeamSearch graph and the int8 merged decoder under generate() hold the same quantized weights
-    loop = OnnxEngine(hf, tag, threads=1, onnx_dir=onnx_dir, beam_search=False)
-    assert [r.summary for r in results] == [r.summary for r in loop.summarize(DIALOGUES)]
+    engine = OnnxEngine(stored.path_of(HF_SUBDIR), tag, threads=1, onnx_dir=stored.path_of(ONNX_SUBDIR))
+    for update in ({}, {"num_beams": 1, "no_repeat_ngram_size": 0}, {"max_new_tokens": 4}):
+        results = engine.summarize(DIALOGUES, engine.defaults.model_copy(update=update))
+        assert all(r.output_tokens > 0 and r.backend == "onnx-cpu" for r in results)
