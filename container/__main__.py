@@ -3,6 +3,7 @@
     python -m container build --bento dialogue-summarizer:latest --image dialogue-summarizer:latest \\
         --base-image localhost/dialogue-summarizer-base:bookworm [--ca-bundle PEM] [--pip-conf FILE]
     python -m container dockerfile --bento dialogue-summarizer:latest     (what containerize builds)
+    python -m container startup --image dialogue-summarizer:latest --starts 5   (run-to-ready benchmark)
     python -m container test --image dialogue-summarizer:latest [--ca-bundle PEM] [--pip-conf FILE] [--network host]
 
 Exit status: 0 done (every check passed), 1 a check failed, 2 the build or the test could not run.
@@ -45,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="none: the container has no network, and the test joins its namespace (root); host: "
                         "the host's network, on a free port (default: %(default)s)")
     secrets(p, "the image's layers are searched for it")
+    p = sub.add_parser("startup", help="benchmark: seconds from podman run to ready, over several starts")
+    p.add_argument("--image", default="dialogue-summarizer:latest", help="image tag (default: %(default)s)")
+    p.add_argument("--starts", type=int, default=5, help="how many starts (default: %(default)s)")
+    p.add_argument("--network", choices=("none", "host"), default="none", help="as for test (default: %(default)s)")
     return parser
 
 
@@ -81,7 +86,17 @@ def cmd_test(args) -> int:
     return 0
 
 
-COMMANDS = {"build": cmd_build, "dockerfile": cmd_dockerfile, "test": cmd_test}
+def cmd_startup(args) -> int:
+    from container.startup import measure_starts, summary
+
+    if args.starts < 1:
+        raise ValueError(f"--starts must be at least 1, e.g. 5; got {args.starts}")
+    log_dir = REPO_ROOT / "runs" / "container" / f"startup-{time.strftime('%Y%m%d-%H%M%S')}"
+    print(f"{args.image}: {summary(measure_starts(args.image, args.starts, log_dir, args.network))}")
+    return 0
+
+
+COMMANDS = {"build": cmd_build, "dockerfile": cmd_dockerfile, "test": cmd_test, "startup": cmd_startup}
 
 
 def main(argv: list[str] | None = None) -> int:
