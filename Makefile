@@ -1,7 +1,7 @@
 # Commands of the project; the virtual environment lives in .venv.
 #   make serve   set up, import the shipped default model, serve it on http://localhost:3000
 #   make test    set up and run the test suite (what CI runs)
-#   make container, make container-test   the CPU image (README "Container images")
+#   make container, make container-test   the CPU image (README "Build and ship")
 
 PYTHON ?= python3
 VENV   := .venv

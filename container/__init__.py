@@ -5,5 +5,6 @@
     make container-test    python -m container test: the image offline, as a pod (deploy/overlays/cpu) runs it
 
 Modules: podman (the podman commands), build (containerize), pod (the Deployment as `podman run` flags),
-layers (what the image's layers hold), checks (the container test).
+server (the image served by `podman run`), netns (reaching a container without a network), layers (what
+the image's layers hold), checks (the container test), startup (the run-to-ready benchmark).
 """

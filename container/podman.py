@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 RUNTIME = "runc"
 RUN_LIMITS = ("--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096")
 
+
 class PodmanError(RuntimeError):
     pass
 
@@ -19,7 +21,7 @@ def podman_binary() -> str:
     found = shutil.which("podman")
     if found is None:
         raise PodmanError("podman not found: install it (Debian: apt-get install podman buildah) or run the "
-                          "image with Docker as README 'Container images' shows")
+                          "image with Docker as README 'Build and ship' shows")
     return found
 
 
@@ -42,8 +44,6 @@ def image_exists(image: str) -> bool:
 
 def image_inspect(image: str) -> dict:
     """``podman image inspect``: Id, Size (bytes, uncompressed), Config (Env, User, Entrypoint), History."""
-    import json
-
     [found] = json.loads(podman("image", "inspect", image))
     return found
 
