@@ -1,6 +1,7 @@
 # Commands of the project; the virtual environment lives in .venv.
 #   make serve   set up, import the shipped default model, serve it on http://localhost:3000
 #   make test    set up and run the test suite (what CI runs)
+#   make container, make container-test   the CPU image (README "Build and ship")
 
 PYTHON ?= python3
 VENV   := .venv
@@ -13,7 +14,8 @@ TRAIN_OUT ?= runs/default
 export BENTOML_DO_NOT_TRACK := true
 export SUMMARIZER_MODEL ?= $(MODEL)
 
-.PHONY: setup serve test import-default import-model train gate bento eval baseline collector bench loadtest profile clean
+.PHONY: setup serve test import-default import-model train gate bento eval baseline collector bench loadtest profile clean \
+	lock-cpu base-image container container-test
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -78,6 +80,36 @@ GRPC_PORT ?= 4317
 HTTP_PORT ?= 4318
 collector: setup
 	$(BIN)/python -m observability.collector --grpc-port $(GRPC_PORT) --http-port $(HTTP_PORT)
+
+# The CPU image: the gated Bento (make bento) containerized by BentoML with buildah (podman or docker with
+# CONTAINER_BACKEND=...), on the debootstrapped Debian base of `make base-image` unless BASE_IMAGE names
+# another (e.g. python:3.11-slim-bookworm where a registry is reachable). CA_BUNDLE: a PEM bundle pip trusts
+# during the build (default: $$PIP_CERT when set), PIP_CONF: a pip.conf (a mirror); both are build secrets,
+# never in a layer.
+CONTAINER_IMAGE   ?= dialogue-summarizer:latest
+CONTAINER_BACKEND ?= buildah
+BASE_IMAGE        ?=
+LOCAL_BASE_IMAGE  := localhost/dialogue-summarizer-base:bookworm
+CA_BUNDLE         ?= $(PIP_CERT)
+PIP_CONF          ?=
+
+# requirements-cpu.lock.txt, what the CPU image installs, from requirements-cpu.txt (needs PyPI)
+lock-cpu: setup
+	$(BIN)/uv pip compile requirements-cpu.txt --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	  --no-annotate --custom-compile-command "make lock-cpu" -o requirements-cpu.lock.txt
+
+# Debian bookworm + python3 from Debian's packages (debootstrap, root), imported into podman; kept once built
+base-image:
+	container/base-image.sh $(LOCAL_BASE_IMAGE)
+
+container: bento $(if $(BASE_IMAGE),,base-image)
+	$(BIN)/python -m container build --bento dialogue-summarizer:latest --image $(CONTAINER_IMAGE) \
+	  --backend $(CONTAINER_BACKEND) --base-image $(or $(BASE_IMAGE),$(LOCAL_BASE_IMAGE)) \
+	  $(if $(CA_BUNDLE),--ca-bundle $(CA_BUNDLE)) $(if $(PIP_CONF),--pip-conf $(PIP_CONF))
+
+# Builds the image, then runs it offline and checks it (python -m container test --help)
+container-test: container
+	$(BIN)/python -m container test --image $(CONTAINER_IMAGE) $(if $(CA_BUNDLE),--ca-bundle $(CA_BUNDLE))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .eval_cache
