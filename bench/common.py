@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -119,6 +120,19 @@ def write_results(kind: str, data: dict, out_dir: str | os.PathLike | None = Non
     text = json.dumps(data, indent=2, default=_jsonable)
     path.write_text(text)
     (directory / f"{kind}-latest.json").write_text(text)
+    return path
+
+
+def publish(kind: str, report: dict, out_dir: str | os.PathLike | None, rendered: str, logs: Path,
+            keep_logs: bool) -> Path:
+    """Write a run's results, print its table and where they went; its logs are kept only when asked."""
+    path = write_results(kind, report, out_dir)
+    print(rendered)
+    print(f"\nresults: {path}")
+    if keep_logs:
+        print(f"logs: {logs}")
+    else:
+        shutil.rmtree(logs, ignore_errors=True)
     return path
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from pathlib import Path
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 
 from bench.common import (REPO_ROOT, busy_warning, git_revision, log, machine_info, now_iso,  # noqa: E402
-                          short_and_long, write_results)
+                          publish, short_and_long)
 from bench.loadtest_report import DEFAULT_PRICES, analyse, cost_table, render  # noqa: E402
 from bench.probe_poller import OLD_READINESS_PATH, PROBE_PATHS, ProbePoller  # noqa: E402
 from bench.prometheus import batch_histogram, batch_histogram_delta  # noqa: E402
@@ -105,13 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         "admission_limit": max_pending, "config": {k: v for k, v in config.items() if k not in ("dialogues", "events")},
         "memory_after": None, "cold_start_s": None, "service_log_errors": None, **measured})
     report["cost"] = cost_table(report, prices)
-    path = write_results("loadtest", report, args.out)
-    print(render(report))
-    print(f"\nresults: {path}")
-    if args.keep_logs:
-        print(f"logs: {logs}")
-    else:
-        shutil.rmtree(logs, ignore_errors=True)
+    publish("loadtest", report, args.out, render(report), logs, args.keep_logs)
     return 0
 
 

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 
-from bench.common import busy_warning, git_revision, log, machine_info, now_iso, write_results  # noqa: E402
+from bench.common import busy_warning, git_revision, log, machine_info, now_iso, publish  # noqa: E402
 from bench.loadtest import build_parser as loadtest_parser  # noqa: E402
 from bench.loadtest import measure, plan, start_service  # noqa: E402
 from bench.loadtest_report import analyse  # noqa: E402
@@ -82,13 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                    "command": "python -m bench.probes " + " ".join(sys.argv[1:] if argv is None else argv),
                    "machine": machine_info(), "busy_warning": warning, "model": model, "service_env": env,
                    "cold_start_s": server.ready_after_s})
-    path = write_results("probes", report, args.out)
-    print(render(report))
-    print(f"\nresults: {path}")
-    if args.keep_logs:
-        print(f"logs: {logs}")
-    else:
-        shutil.rmtree(logs, ignore_errors=True)
+    publish("probes", report, args.out, render(report), logs, args.keep_logs)
     return 0
 
 
