@@ -55,18 +55,19 @@ def profiled_engine(hf_dir: Path, onnx_dir: Path, threads: int, profile_dir: Pat
 
     engine = plain_engine(hf_dir, onnx_dir, threads, beam_search)
 
-    def session(path: Path, name: str, spinning: bool):
+    def options(name: str, spinning: bool):
         options = session_options(ort, threads, spinning, stop_spinning_after_run=True)
         options.enable_profiling = True
         options.profile_file_prefix = str(profile_dir / name)
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return options
 
     if engine.search is not None:  # as the engine: spin-waiting inside a run, the generate() loop's not
         searches = engine.searches
-        engine.search = session(searches.graph_file(searches.graph_ngram), Path(GRAPH_FILE).stem, spinning=True)
+        engine.search = searches.open(searches.graph_ngram, options(Path(GRAPH_FILE).stem, spinning=True))
     else:
         for part in (engine.model.encoder, engine.model.decoder):
-            part.session = session(part.path, Path(part.path).stem, spinning=False)
+            part.session = ort.InferenceSession(str(part.path), options(Path(part.path).stem, spinning=False),
+                                                providers=["CPUExecutionProvider"])
     return engine
 
 

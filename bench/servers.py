@@ -74,7 +74,8 @@ def tree_memory(process: ManagedProcess) -> dict:
         rss += full.rss
         uss += full.uss
         pss += getattr(full, "pss", 0)
-        rows.append({"pid": proc.pid, "rss_mib": round(full.rss / 2**20, 1), "cmd": _short_cmd(cmd)})
+        rows.append({"pid": proc.pid, "rss_mib": round(full.rss / 2**20, 1),
+                     "pss_mib": round(getattr(full, "pss", 0) / 2**20, 1), "cmd": _short_cmd(cmd)})
     mib = 2**20
     return {"processes": len(rows), "rss_mib": round(rss / mib, 1), "uss_mib": round(uss / mib, 1),
             "pss_mib": round(pss / mib, 1), "per_process": rows}

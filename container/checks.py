@@ -1,6 +1,7 @@
 """``python -m container test``: the image run offline, as the cpu overlay's pod runs it, and checked.
 
-    the image          its size; no PyTorch, transformers or optimum inside; no build secret in any layer
+    the image          its size; no PyTorch, transformers or optimum inside, nor PyTorch weights (each weight
+                       once: the ONNX graph's); model files readable by any user; no build secret in any layer
     start              from ``podman run`` to /readyz 200, with no network (the model is inside the image)
     same summary       a fixed dialogue's summary equals the local service's (harness.bentoml_serve, same
                        model and settings)
@@ -61,21 +62,41 @@ class Report:
             print(f"ok   {name}: {line}", flush=True)
 
 
+# Run in the image as a user it does not know (a cluster may assign any UID): which of NOT_IN_THE_IMAGE import,
+# which PyTorch weights the Bento's models still carry, which model files that user cannot read.
+IMAGE_PROBE = """
+import glob, importlib.util, json, os
+models = os.path.join(os.environ["BENTO_PATH"], "models")
+files = [p for p in glob.glob(models + "/**", recursive=True) if os.path.isfile(p)]
+print(json.dumps({"modules": [m for m in %r if importlib.util.find_spec(m)],
+                  "torch_weights": [p for p in files if p.endswith((".safetensors", ".bin"))],
+                  "unreadable": [p for p in files if not os.access(p, os.R_OK)],
+                  "model_mb": round(sum(os.path.getsize(p) for p in files) / 1e6)}))
+"""
+ARBITRARY_USER = "4242:0"
+
+
 def check_image(report: Report, secret_files: Sequence[Path]) -> str:
     inspected = podman.image_inspect(report.image)
     report.figures["image_size_mb"] = round(inspected["Size"] / 1e6)
-    probe = "import importlib.util as u; print(' '.join(m for m in %r if u.find_spec(m)))" % (NOT_IN_THE_IMAGE,)
-    found = podman.podman("run", "--rm", "--network", "none", *podman.RUN_LIMITS, "--entrypoint", "python",
-                          report.image, "-c", probe).split()
-    if found:
-        raise CheckFailed(f"the CPU image contains {', '.join(found)} (requirements-cpu.lock.txt must not)")
+    found = json.loads(podman.podman("run", "--rm", "--network", "none", *podman.RUN_LIMITS, "--user",
+                                     ARBITRARY_USER, "--entrypoint", "python", report.image, "-c",
+                                     IMAGE_PROBE % (NOT_IN_THE_IMAGE,)))
+    report.figures["model_files_mb"] = found["model_mb"]
+    if found["modules"]:
+        raise CheckFailed(f"the CPU image contains {', '.join(found['modules'])} (requirements-cpu.lock.txt must not)")
+    if found["torch_weights"]:
+        raise CheckFailed(f"the CPU image carries PyTorch weights it never reads: {', '.join(found['torch_weights'])}")
+    if found["unreadable"]:
+        raise CheckFailed(f"user {ARBITRARY_USER} cannot read {', '.join(found['unreadable'][:3])}")
     leaks = find_secrets(report.image, secret_files)
     if leaks:
         raise CheckFailed("build secrets in the image: " + "; ".join(map(str, leaks)))
     layers = len(inspected.get("RootFS", {}).get("Layers", []))
     secrets = f"none of {', '.join(map(str, secret_files))} in its {layers} layers" if secret_files else \
         f"nothing under /run/secrets in its {layers} layers (no build secret given)"
-    return (f"{report.figures['image_size_mb']} MB uncompressed; no {', '.join(NOT_IN_THE_IMAGE)}; {secrets}")
+    return (f"{report.figures['image_size_mb']} MB uncompressed (model files {found['model_mb']} MB, no PyTorch "
+            f"weights, readable by user {ARBITRARY_USER}); no {', '.join(NOT_IN_THE_IMAGE)}; {secrets}")
 
 
 def check_start(report: Report, server: ContainerServer) -> str:

@@ -132,6 +132,7 @@ class Candidate:
 
 def resolve_candidate(ref: str | None = None, name: str | None = None) -> Candidate:
     """A BentoML model tag (default: the served model) or a local model directory."""
+    from model_store.beam_search import GRAPH_FILE
     from serving.engines import HF_SUBDIR, ONNX_SUBDIR
 
     ref = ref or default_model_ref()
@@ -146,7 +147,7 @@ def resolve_candidate(ref: str | None = None, name: str | None = None) -> Candid
         else:
             raise FileNotFoundError(f"{path} is neither a stored model layout (hf/ + onnx/) nor a Hugging Face "
                                     "model directory (config.json)")
-        onnx_dir = next((p for p in onnx_candidates if (p / "encoder_model.onnx").exists()), None)
+        onnx_dir = next((p for p in onnx_candidates if (p / GRAPH_FILE).exists()), None)
         return Candidate(name=name or default_name, ref=str(path), hf_dir=hf_dir.resolve(),
                          onnx_dir=onnx_dir.resolve() if onnx_dir else None)
     if _looks_like_path(ref):
@@ -157,7 +158,7 @@ def resolve_candidate(ref: str | None = None, name: str | None = None) -> Candid
     root = Path(stored.path)
     onnx_dir = root / ONNX_SUBDIR
     return Candidate(name=name or stored.tag.name, ref=ref, hf_dir=root / HF_SUBDIR,
-                     onnx_dir=onnx_dir if (onnx_dir / "encoder_model.onnx").exists() else None,
+                     onnx_dir=onnx_dir if (onnx_dir / GRAPH_FILE).exists() else None,
                      tag=str(stored.tag), known_sha256=dict(stored.info.metadata.get("sha256", {}) or {}))
 
 
@@ -166,10 +167,11 @@ def ensure_onnx(candidate: Candidate, cache: str | os.PathLike | None = None,
     """Give a Hugging Face directory without an export one (optimum, as at import), cached by its files."""
     if candidate.onnx_dir is not None:
         return candidate
+    from model_store.beam_search import GRAPH_FILE
     from model_store.store import export_onnx
 
     dest = cache_root(cache) / "onnx" / candidate.fingerprint("torch")[:20]
-    if not (dest / "decoder_model_merged.onnx").exists():
+    if not (dest / GRAPH_FILE).exists():
         log(f"exporting {candidate.ref} to ONNX (once; cached in {dest})")
         export_onnx(candidate.hf_dir, dest)
     candidate.onnx_dir = dest

@@ -18,6 +18,12 @@ fixed input and output names, which this module wires from optimum's split expor
 - ``decoder``: one step with the key/value cache. In: ``input_ids``, ``encoder_attention_mask`` (int32),
   ``past_{key,value}_self_<i>``, ``past_{key,value}_cross_<i>``. Out: ``logits``, ``present_{key,value}_self_<i>``.
 
+Every weight is written once, into one external data file (``beam_search.weights``) next to the graph: the
+split graphs are read one at a time and each distinct tensor is appended as it is met (``WeightsFile``), so
+building never holds more than one split graph in memory (at bart-large-cnn's size a whole-graph build in memory
+peaked at 19.8 GB, bench/large_model.py). A tensor both subgraphs read (the decoder's weights, the embeddings)
+moves to the outer graph, where both see it.
+
 Generation settings that are inputs of the operator (beams, lengths, length penalty) stay per request;
 ``no_repeat_ngram_size`` and ``early_stopping`` are attributes, fixed here from the model's generation config
 (the engine makes a session per other n-gram size from this graph: serving/search_sessions.py). BART's forced
@@ -27,8 +33,6 @@ step (the engine also biases that step's logits so that the token scores 0, as i
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import tempfile
 from collections.abc import Callable
@@ -36,30 +40,145 @@ from pathlib import Path
 
 GRAPH_FILE = "beam_search.onnx"
 INFO_FILE = "beam_search.json"
+WEIGHTS_FILE = "beam_search.weights"  # the graph's external data: every weight once
+INLINE_BELOW_BYTES = 1024  # smaller tensors (scalars, shapes) stay in the graph
+SHARE_INLINE_FROM_BYTES = 64  # smaller tensors held in the graph are not worth a shared name
+ALIGNMENT = 4096  # each tensor starts on a page: ONNX Runtime can map it from the file as it is
+
+
+class WeightsFile:
+    """One external data file that holds each distinct tensor once.
+
+    ``externalize(graph)`` appends the graph's initializers that are not in the file yet and turns every
+    initializer into a reference to its bytes (the graph keeps only names and shapes); identical tensors,
+    wherever they come from, point at the same bytes, so ``offset_of`` says which initializers are the same."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offsets: dict[bytes, tuple[int, int]] = {}
+        self._handle = open(path, "wb")
+
+    def externalize(self, graph) -> None:
+        import hashlib
+
+        from onnx import numpy_helper
+
+        for tensor in graph.initializer:
+            raw = tensor.raw_data if tensor.HasField("raw_data") else numpy_helper.to_array(tensor).tobytes()
+            if len(raw) < INLINE_BELOW_BYTES:
+                continue
+            digest = hashlib.sha256(raw).digest()
+            if digest not in self._offsets:
+                offset = -self._handle.tell() % ALIGNMENT + self._handle.tell()
+                self._handle.seek(offset)
+                self._handle.write(raw)
+                self._offsets[digest] = (offset, len(raw))
+            offset, length = self._offsets[digest]
+            _point_at(tensor, self.path.name, offset, length)
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def _point_at(tensor, location: str, offset: int, length: int) -> None:
+    """Make ``tensor`` a reference to ``length`` bytes at ``offset`` of ``location`` (its values dropped)."""
+    from onnx import TensorProto
+
+    for field in ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data",
+                  "string_data"):
+        tensor.ClearField(field)
+    del tensor.external_data[:]
+    for key, value in (("location", location), ("offset", str(offset)), ("length", str(length))):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    tensor.data_location = TensorProto.EXTERNAL
+
+
+def read_transposed_ties(graph) -> list[str]:
+    """``MatMul(x, W)`` where ``W`` is another initializer of the graph transposed becomes ``FusedMatMul(x, E,
+    transB=1)`` (an ONNX Runtime operator, the same matrix product), and ``W`` is dropped. BART's output
+    projection is its embedding table, tied: the export writes it a second time, transposed (206 MB at
+    bart-large-cnn's size). Returns the names of the dropped initializers."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    matrices = {t.name: t for t in graph.initializer if len(t.dims) == 2 and t.data_type == TensorProto.FLOAT}
+    by_shape: dict[tuple, list] = {}
+    for tensor in matrices.values():
+        by_shape.setdefault(tuple(tensor.dims), []).append(tensor)
+    products = [n for n in graph.node if n.op_type == "MatMul" and n.domain in ("", "ai.onnx")
+                and len(n.input) == 2 and n.input[1] in matrices]
+    # a corner of each matrix, read once: its first row and first column (the full comparison only where a
+    # weight's row is another's column)
+    corners = {name: _corner(tensor) for name, tensor in matrices.items() if tensor.dims[0] != tensor.dims[1]}
+    tied: dict[str, str] = {}
+    for name in {n.input[1] for n in products} & corners.keys():  # square weights (attention) are never tied
+        rows, cols = matrices[name].dims
+        for other in by_shape.get((cols, rows), []):
+            if np.array_equal(corners[name][0], corners[other.name][1]) and np.array_equal(
+                    numpy_helper.to_array(matrices[name]).T, numpy_helper.to_array(other)):
+                tied[name] = other.name
+                break
+    for node in products:
+        if node.input[1] in tied:
+            node.op_type, node.domain = "FusedMatMul", "com.microsoft"
+            node.input[1] = tied[node.input[1]]
+            node.attribute.append(helper.make_attribute("transB", 1))
+    still_read = {i for n in graph.node for i in n.input}
+    dropped = [name for name in tied if name not in still_read]
+    kept = [t for t in graph.initializer if t.name not in dropped]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    return dropped
+
+
+def _corner(tensor, size: int = 16):
+    """The first ``size`` values of a float matrix's first row and of its first column."""
+    import numpy as np
+
+    values = np.frombuffer(tensor.raw_data, dtype=np.float32).reshape(tuple(tensor.dims)) if tensor.raw_data \
+        else np.asarray(tensor.float_data, dtype=np.float32).reshape(tuple(tensor.dims))
+    return values[0, :size].copy(), values[:size, 0].copy()
+
+
+def offset_of(tensor) -> int | None:
+    """Where ``tensor``'s bytes start in its external data file (None for a tensor held in the graph)."""
+    entries = {entry.key: entry.value for entry in tensor.external_data}
+    return int(entries["offset"]) if "offset" in entries else None
 
 
 def export_beam_search(hf_dir: str | Path, onnx_dir: str | Path,
                        transform: Callable[[Path, Path], None] | None = None) -> Path:
-    """Export ``hf_dir`` with optimum (split decoders) and write ``onnx_dir``/beam_search.onnx (+ .json).
+    """Export ``hf_dir`` with optimum (split decoders) and write ``onnx_dir``/beam_search.onnx (+ its weights
+    file and .json); each step in a child process (model_store/child.py).
 
     ``transform(split_dir, out_dir)``, when given, rewrites the three split graphs (same file names) before
     they are wired, e.g. int8 quantization (model_store/quantize.py): done on the split graphs, it also
-    reaches the weights that the operator's two subgraphs share, which wiring moves to the outer graph."""
+    reaches the weights that the operator's two subgraphs share, which wiring moves to the outer graph.
+    It must be picklable (a module-level function or a ``functools.partial`` of one)."""
+    from model_store.child import run_in_child
+
+    # each step in its own process: the export's memory is gone before the wiring loads the split graphs
+    with tempfile.TemporaryDirectory() as tmp:
+        split = Path(tmp) / "split"
+        run_in_child(export_split, Path(hf_dir), split)
+        if transform is not None:
+            transformed = Path(tmp) / "transformed"
+            transformed.mkdir()
+            run_in_child(transform, split, transformed)
+            split = transformed
+        return run_in_child(build_beam_search, split, Path(hf_dir), Path(onnx_dir))
+
+
+def export_split(hf_dir: Path, split_dir: Path) -> None:
+    """optimum's export of ``hf_dir`` as three graphs (encoder, decoder, decoder with the key/value cache)."""
     from optimum.exporters.onnx import main_export
 
     from model_store.quiet import quiet_export
 
-    with tempfile.TemporaryDirectory() as tmp:
-        split = Path(tmp) / "split"
-        with quiet_export():
-            main_export(str(hf_dir), output=split, task="text2text-generation-with-past", do_validation=False,
-                        no_post_process=True)
-        if transform is not None:
-            transformed = Path(tmp) / "transformed"
-            transformed.mkdir()
-            transform(split, transformed)
-            split = transformed
-        return build_beam_search(split, hf_dir, onnx_dir)
+    with quiet_export():
+        main_export(str(hf_dir), output=split_dir, task="text2text-generation-with-past", do_validation=False,
+                    no_post_process=True)
 
 
 def build_beam_search(split_dir: str | Path, hf_dir: str | Path, onnx_dir: str | Path) -> Path:
@@ -90,11 +209,17 @@ def build_beam_search(split_dir: str | Path, hf_dir: str | Path, onnx_dir: str |
 
     f32, i32 = TensorProto.FLOAT, TensorProto.INT32
 
-    def load(name: str):
+    onnx_dir.mkdir(parents=True, exist_ok=True)
+    weights = WeightsFile(onnx_dir / WEIGHTS_FILE)
+
+    def load(name: str):  # the graph with its weights moved to the weights file: one split graph in memory
         path = split_dir / name
         if not path.exists():
             raise FileNotFoundError(f"{path}: optimum's split export (no_post_process=True) is needed")
-        return onnx.load(str(path))
+        model = onnx.load(str(path))
+        read_transposed_ties(model.graph)
+        weights.externalize(model.graph)
+        return model
 
     def prefixed(model, prefix: str):
         return compose.add_prefix(model, prefix).graph
@@ -146,7 +271,8 @@ def build_beam_search(split_dir: str | Path, hf_dir: str | Path, onnx_dir: str |
             outputs.append(cache(f"present_{kv}_self_{i}", "total_len"))
     decoder_graph = helper.make_graph(nodes, "decoder step", inputs, outputs, list(step.initializer))
 
-    shared = _share_weights(encoder_graph, decoder_graph, config.d_model)
+    weights.close()
+    shared = _share_weights(encoder_graph, decoder_graph)
 
     node_inputs = ["input_ids", "max_length", "min_length", "num_beams", "num_return_sequences",
                    "length_penalty", "repetition_penalty", "", "prefix_vocab_mask" if forced_bos is not None else "",
@@ -169,7 +295,6 @@ def build_beam_search(split_dir: str | Path, hf_dir: str | Path, onnx_dir: str |
     model = helper.make_model(graph, producer_name="summarizer model_store",
                               opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid("com.microsoft", 1)])
     model.ir_version = encoder_model.ir_version
-    onnx_dir.mkdir(parents=True, exist_ok=True)
     target = onnx_dir / GRAPH_FILE
     onnx.save(model, str(target))
     info = {"operator": "com.microsoft.BeamSearch", "no_repeat_ngram_size": no_repeat, "early_stopping": True,
@@ -180,26 +305,48 @@ def build_beam_search(split_dir: str | Path, hf_dir: str | Path, onnx_dir: str |
     return target
 
 
-def _share_weights(encoder_graph, decoder_graph, d_model: int) -> list:
+def _share_weights(*graphs) -> list:
     """Store each weight once: BART ties its embeddings and output projection, and both subgraphs carry the
-    decoder's weights. Uses ONNX Runtime's own helpers (as its T5 converter does); returns the initializers
-    the two subgraphs now share, for the main graph (subgraphs read them from the outer scope)."""
-    from onnx import helper
-    from onnxruntime.transformers.convert_generation import remove_shared_initializers
-    from onnxruntime.transformers.onnx_model import OnnxModel
+    decoder's weights. Initializers that point at the same bytes of the weights file get one name; one that
+    several graphs read moves to the outer graph (a subgraph reads its outer scope), which gets the returned
+    initializers. Same-valued tensors are the same weight for the graph, whatever their names were (tensors
+    held in the graph, below the weights file's threshold, are compared by their bytes)."""
+    import hashlib
 
-    caches = []
-    for graph in (encoder_graph, decoder_graph):
-        cache: dict = {}
-        model = helper.make_model(graph)
-        with contextlib.redirect_stdout(io.StringIO()):  # it prints a count of what it removed
-            OnnxModel(model).remove_duplicated_initializer(cache)
-        graph.CopyFrom(model.graph)
-        caches.append(cache)
-    # min_elements is compared with the *sum* of a tensor's dimensions: its default (1024) would leave every
-    # 256 x 256 attention matrix of a small BART duplicated; d_model shares every matrix and d_model vector.
-    return remove_shared_initializers(decoder_graph, encoder_graph, shared_prefix="shared/", min_elements=d_model,
-                                      signature_cache1=caches[1], signature_cache2=caches[0])
+    uses: dict[tuple, list[tuple[object, object]]] = {}
+    for graph in graphs:
+        for tensor in graph.initializer:
+            offset = offset_of(tensor)
+            if offset is not None:
+                where = ("file", offset)
+            elif len(tensor.raw_data) >= SHARE_INLINE_FROM_BYTES:  # small int8 weights, scales
+                where = ("inline", hashlib.sha256(tensor.raw_data).digest())
+            else:
+                continue
+            uses.setdefault((*where, tensor.data_type, *tensor.dims), []).append((graph, tensor))
+    outer, renames = [], {id(graph): {} for graph in graphs}
+    kept: dict[int, list] = {id(graph): [] for graph in graphs}
+    for number, (_, found) in enumerate(sorted(uses.items())):
+        readers = {id(graph) for graph, _ in found}
+        if len(found) == 1:
+            continue
+        name = f"shared/{number}"
+        for graph, tensor in found:
+            renames[id(graph)][tensor.name] = name
+        tensor = type(found[0][1])()
+        tensor.CopyFrom(found[0][1])
+        tensor.name = name
+        (outer if len(readers) > 1 else kept[next(iter(readers))]).append(tensor)
+    for graph in graphs:
+        rename = renames[id(graph)]
+        remaining = [t for t in graph.initializer if t.name not in rename]
+        del graph.initializer[:]
+        graph.initializer.extend([*remaining, *kept[id(graph)]])
+        for node in graph.node:
+            for i, name in enumerate(node.input):
+                if name in rename:
+                    node.input[i] = rename[name]
+    return outer
 
 
 def read_info(onnx_dir: str | Path) -> dict | None:

@@ -5,10 +5,9 @@
 
 Weights of every MatMul with a constant weight (attention projections, feed-forward, the output
 projection) become int8, one scale per output channel; the activations are quantized on the fly per call
-(uint8), so no calibration data is needed. The merged decoder keeps its key/value-cache branch: its
-subgraphs are quantized too (``EnableSubgraph``). The BeamSearch graph is rebuilt from quantized split
-graphs rather than quantized in place: wiring moves the weights its two subgraphs share (the whole
-decoder, the output projection) to the outer graph, where ``quantize_dynamic`` does not reach them.
+(uint8), so no calibration data is needed. The BeamSearch graph is rebuilt from quantized split graphs
+rather than quantized in place: wiring moves the weights its two subgraphs share (the whole decoder, the
+output projection) to the outer graph, where ``quantize_dynamic`` does not reach them.
 
 Quality, measured on the shipped default model with the whole evaluation suite (``make bench``): ROUGE-L
 changes by +0.1 (DialogSum) and -0.1 (SAMSum) against fp32 ONNX, inside the noise of the paired
@@ -26,6 +25,7 @@ against fp32 ONNX with the evaluation suite and reports it next to the speed-up.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import shutil
 import sys
@@ -37,7 +37,6 @@ from model_store.layout import HF_SUBDIR, ONNX_SUBDIR
 
 # optimum's split export, which model_store/beam_search.py wires into the BeamSearch graph
 SPLIT_GRAPHS = ("encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx")
-QUANTIZED_GRAPHS = ("decoder_model_merged.onnx", *SPLIT_GRAPHS)
 OUTPUT_PROJECTION = "/lm_head/MatMul"
 
 
@@ -53,52 +52,37 @@ def quantize_layout(src: str | Path, dest: str | Path, progress: Callable[[str],
                              **options)
 
 
-def quantize_onnx_dir(src: str | Path, dest: str | Path, hf_dir: str | Path | None = None,
+def quantize_onnx_dir(src: str | Path, dest: str | Path, hf_dir: str | Path,
                       include_gather: bool = False, per_channel: bool = True,
                       exclude: tuple[str, ...] = (), progress: Callable[[str], None] | None = None) -> list[str]:
-    """Quantize the ONNX graphs of an optimum export in ``src`` into ``dest``; copy everything else.
+    """Write into ``dest`` the int8 version of ``src``'s BeamSearch graph, rebuilt from ``hf_dir`` (the model's
+    hf/ directory): optimum's split export, each graph quantized, then wired
+    (``model_store.beam_search.export_beam_search``). Returns the names of the quantized graphs.
 
-    Returns the names of the graphs that were quantized. When ``src`` has a BeamSearch graph, its int8
-    version is rebuilt from ``hf_dir`` (required then): optimum's split export, quantized, then wired
-    (``model_store.beam_search.export_beam_search``). ``include_gather`` also stores the embedding tables
-    in int8 (smaller file, one more approximation); it is off by default because the embedding lookups cost
-    nothing next to the matrix products. ``exclude``: node names kept in fp32 (e.g. ``/lm_head/MatMul``,
-    the output projection), in every graph and branch that has it. ``progress`` receives a line per step.
-    Raises RuntimeError when a written graph still has an fp32 weight product that ``exclude`` does not name.
-    """
+    ``include_gather`` also stores the embedding tables in int8 (smaller file, one more approximation); it is
+    off by default because the embedding lookups cost nothing next to the matrix products. ``exclude``: node
+    names kept in fp32 (e.g. ``/lm_head/MatMul``, the output projection), in every graph that has it.
+    ``progress`` receives a line per step. Raises RuntimeError when the written graph still has an fp32 weight
+    product that ``exclude`` does not name."""
+    from model_store.beam_search import GRAPH_FILE, export_beam_search
+
     src, dest = Path(src), Path(dest)
-    if not (src / "encoder_model.onnx").exists():
-        raise FileNotFoundError(f"{src} has no encoder_model.onnx: not an optimum seq2seq export")
-    has_search = (src / "beam_search.onnx").exists()
-    if has_search and hf_dir is None:
-        raise ValueError(f"{src} has a BeamSearch graph: pass hf_dir (the model's hf/ directory) so that its "
-                         "int8 version can be rebuilt from quantized split graphs")
+    if not (src / GRAPH_FILE).exists():
+        raise FileNotFoundError(f"{src} has no {GRAPH_FILE}: not a stored model's onnx/ directory (import the "
+                                "model with `python -m model_store import`)")
     dest.mkdir(parents=True, exist_ok=True)
-    options = {"include_gather": include_gather, "per_channel": per_channel, "exclude": exclude}
     say = progress or (lambda line: None)
-    done = []
-    for path in sorted(src.iterdir()):
-        if path.is_dir():
-            continue
-        if path.name in QUANTIZED_GRAPHS:
-            say(f"quantize {path.name}")
-            _quantize_graph(path, dest / path.name, **options)
-            done.append(path.name)
-        elif not path.name.endswith((".onnx", ".onnx_data")):  # beam_search.json: rewritten below
-            shutil.copy2(path, dest / path.name)
-    if has_search:
-        from model_store.beam_search import GRAPH_FILE, export_beam_search
+    say(f"rebuild {GRAPH_FILE} from int8 split graphs (optimum export, quantize, wire)")
+    export_beam_search(hf_dir, dest, transform=functools.partial(quantize_split, include_gather=include_gather,
+                                                                 per_channel=per_channel, exclude=exclude))
+    _check_quantized(dest / GRAPH_FILE, exclude)
+    return [GRAPH_FILE]
 
-        def quantize_split(split: Path, out: Path) -> None:
-            for name in SPLIT_GRAPHS:
-                _quantize_graph(split / name, out / name, **options)
 
-        say(f"rebuild {GRAPH_FILE} from int8 split graphs (optimum export, quantize, wire)")
-        export_beam_search(hf_dir, dest, transform=quantize_split)
-        done.append(GRAPH_FILE)
-    for name in done:
-        _check_quantized(dest / name, exclude)
-    return done
+def quantize_split(split: Path, out: Path, **options) -> None:
+    """``export_beam_search``'s transform: each of optimum's split graphs quantized (``_quantize_graph``)."""
+    for name in SPLIT_GRAPHS:
+        _quantize_graph(split / name, out / name, **options)
 
 
 def _check_quantized(graph: Path, exclude: tuple[str, ...]) -> None:
@@ -141,7 +125,7 @@ def quantize_stored(tag: str, name: str | None = None, include_gather: bool = Fa
     from model_store.store import _versions, checksums, get_model, store_files
 
     source = get_model(tag)
-    if not (Path(source.path) / ONNX_SUBDIR / "encoder_model.onnx").exists():
+    if not (Path(source.path) / ONNX_SUBDIR / "beam_search.onnx").exists():
         raise FileNotFoundError(f"{tag} has no ONNX export to quantize (was it imported with --no-onnx?)")
     new_name = name or f"{source.tag.name}-int8"
     say = progress or (lambda line: None)
@@ -154,7 +138,7 @@ def quantize_stored(tag: str, name: str | None = None, include_gather: bool = Fa
         meta.update({
             "quantized_from": str(source.tag),
             "onnx": {"exported": True, "files": [f for f in files if f.startswith(ONNX_SUBDIR + "/")],
-                     "task": "text2text-generation-with-past", "decoder": "merged, with key/value cache",
+                     "task": "text2text-generation-with-past", "decoder": "with key/value cache",
                      "beam_search": f"{ONNX_SUBDIR}/beam_search.onnx" in files,
                      "quantization": {"method": "onnxruntime.quantization.quantize_dynamic",
                                       "weights": "int8", "activations": "uint8, dynamic",

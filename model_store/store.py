@@ -2,8 +2,13 @@
 
 A stored model is a directory with two parts that the backends load:
 
-    hf/     config.json, generation_config.json, model.safetensors, tokenizer files
-    onnx/   optimum's export with the decoder key/value cache (encoder + merged decoder)
+    hf/     config.json, generation_config.json, model.safetensors, tokenizer files (the PyTorch backend)
+    onnx/   beam_search.onnx: encoder and decoder inside ONNX Runtime's BeamSearch operator (the ONNX
+            backend), its weights in beam_search.weights (each once), beam_search.json
+
+so each weight is stored twice at most: as PyTorch reads it and as ONNX Runtime maps it. Each heavy step
+(loading a hub model, the ONNX export, the wiring) runs in a child process: the import's memory peak is its
+largest step's (bench/large_model.py measures it at bart-large-cnn's size)
 
 and metadata (source, sha256 of every file, parameter count, context length, generation defaults,
 library versions) plus labels that say what it is.
@@ -27,8 +32,6 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
 # The files of a Hugging Face summarizer that serving needs (weights are converted to safetensors).
 HF_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
             "special_tokens_map.json", "vocab.json", "merges.txt", "README.md")
-# What the ONNX backend loads: encoder, merged decoder (one graph with and without the KV cache), configs.
-ONNX_KEEP = ("encoder_model.onnx", "decoder_model_merged.onnx", "config.json", "generation_config.json")
 
 
 class ModelNotFoundError(LookupError):
@@ -63,54 +66,69 @@ def _versions() -> dict[str, str]:
 def fetch_hf_files(source: str, dest: Path, revision: str | None = None) -> str:
     """Materialize a summarizer into ``dest`` as Hugging Face files; returns 'local' or 'huggingface'.
 
-    A local directory is read as it is; anything else is a Hugging Face hub id (needs the network).
-    Loading through transformers and saving again gives one layout for both (safetensors weights).
-    """
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, GenerationConfig
-
+    A local directory with safetensors weights is copied as it is (nothing loaded: at bart-large-cnn's size
+    loading costs GBs of memory for nothing). Anything else, a hub id (needs the network) or a directory with
+    PyTorch pickles, is loaded through transformers in a child process and saved as safetensors, so both give
+    one layout."""
     path = Path(source).expanduser()
     kind = "local" if path.is_dir() else "huggingface"
     if kind == "local" and not (path / "config.json").exists():
         raise FileNotFoundError(f"{path} has no config.json: not a Hugging Face model directory")
     where = str(path) if kind == "local" else source
     kwargs = {"revision": revision} if (revision and kind == "huggingface") else {}
-    model = AutoModelForSeq2SeqLM.from_pretrained(where, **kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
-    dest.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(dest, safe_serialization=True)
-    tokenizer.save_pretrained(dest)
-    try:
-        GenerationConfig.from_pretrained(where, **kwargs).save_pretrained(dest)
-    except OSError:
-        pass  # no generation config: the service falls back to production defaults
+    if kind == "local" and safetensors_files(path):
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in [*HF_FILES, *SAFETENSORS_INDEX, *(p.name for p in safetensors_files(path))]:
+            if (path / name).exists():
+                shutil.copy2(path / name, dest / name)
+    else:
+        from model_store.child import run_in_child
+
+        run_in_child(_load_and_save_weights, where, dest, kwargs)
+    _complete_hf_files(where, dest, kwargs)
     card = path / "README.md"
     if kind == "local" and card.exists():
         shutil.copy2(card, dest / "README.md")
     return kind
 
 
-def export_onnx(hf_dir: Path, dest: Path, beam_search: bool = True) -> None:
-    """optimum's seq2seq export with the decoder key/value cache (task text2text-generation-with-past),
-    and (``beam_search``) the same encoder and decoder inside ONNX Runtime's BeamSearch operator
-    (model_store/beam_search.py), which the ONNX engine runs instead of transformers' generate() loop."""
-    from optimum.exporters.onnx import main_export
+SAFETENSORS_INDEX = ("model.safetensors.index.json",)
 
-    from model_store.quiet import quiet_export
 
-    with tempfile.TemporaryDirectory() as tmp:
-        with quiet_export():
-            main_export(str(hf_dir), output=tmp, task="text2text-generation-with-past", do_validation=False)
-        dest.mkdir(parents=True, exist_ok=True)
-        for name in ONNX_KEEP:
-            if (Path(tmp) / name).exists():
-                shutil.copy2(Path(tmp) / name, dest / name)
-        missing = [n for n in ONNX_KEEP[:2] if not (dest / n).exists()]
-        if missing:
-            raise RuntimeError(f"ONNX export did not produce {missing}")
-    if beam_search:
-        from model_store.beam_search import export_beam_search
+def safetensors_files(hf_dir: Path) -> list[Path]:
+    """The model's safetensors weights: model.safetensors, or the shards its index names."""
+    index = hf_dir / SAFETENSORS_INDEX[0]
+    if index.exists():
+        return [hf_dir / name for name in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+    return [hf_dir / "model.safetensors"] if (hf_dir / "model.safetensors").exists() else []
 
-        export_beam_search(hf_dir, dest)
+
+def _load_and_save_weights(where: str, dest: Path, kwargs: dict) -> None:
+    from transformers import AutoModelForSeq2SeqLM
+
+    AutoModelForSeq2SeqLM.from_pretrained(where, **kwargs).save_pretrained(dest, safe_serialization=True)
+
+
+def _complete_hf_files(where: str, dest: Path, kwargs: dict) -> None:
+    """The tokenizer as ``tokenizers`` reads it (tokenizer.json, which older models lack) and the generation
+    config, written by transformers (no model loaded)."""
+    from transformers import AutoTokenizer, GenerationConfig
+
+    if not (dest / "tokenizer.json").exists():
+        AutoTokenizer.from_pretrained(where, **kwargs).save_pretrained(dest)
+    if not (dest / "generation_config.json").exists():
+        try:
+            GenerationConfig.from_pretrained(where, **kwargs).save_pretrained(dest)
+        except OSError:
+            pass  # no generation config: the service falls back to production defaults
+
+
+def export_onnx(hf_dir: Path, dest: Path) -> None:
+    """The ONNX backend's graph: optimum's export of the encoder and decoder (with the key/value cache) inside
+    ONNX Runtime's BeamSearch operator (model_store/beam_search.py), each weight once in its weights file."""
+    from model_store.beam_search import export_beam_search
+
+    export_beam_search(hf_dir, dest)
 
 
 def import_model(source: str, name: str, labels: dict[str, str] | None = None, revision: str | None = None,
@@ -136,9 +154,7 @@ def import_model(source: str, name: str, labels: dict[str, str] | None = None, r
         config = AutoConfig.from_pretrained(staging / HF_SUBDIR)
         generation = json.loads((staging / HF_SUBDIR / "generation_config.json").read_text()) \
             if (staging / HF_SUBDIR / "generation_config.json").exists() else {}
-        from safetensors import safe_open
-        with safe_open(staging / HF_SUBDIR / "model.safetensors", "pt") as st:
-            params = sum(_numel(st.get_slice(k).get_shape()) for k in st.keys())
+        params = parameter_count(staging / HF_SUBDIR)
         meta = {
             "source": source if kind == "huggingface" else str(Path(source).resolve()),
             "source_kind": kind,
@@ -148,7 +164,7 @@ def import_model(source: str, name: str, labels: dict[str, str] | None = None, r
             "context_tokens": int(getattr(config, "max_position_embeddings", 1024)),
             "generation_defaults": generation,
             "onnx": {"exported": onnx, "files": [f for f in files if f.startswith(ONNX_SUBDIR + "/")],
-                     "task": "text2text-generation-with-past", "decoder": "merged, with key/value cache",
+                     "task": "text2text-generation-with-past", "decoder": "with key/value cache",
                      "beam_search": f"{ONNX_SUBDIR}/beam_search.onnx" in files},
             "sha256": files,
             "library_versions": _versions(),
@@ -178,7 +194,7 @@ def checksums(root: Path) -> dict[str, str]:
 
 def store_files(name: str, labels: dict[str, str], metadata: dict, staging: Path,
                 files: dict[str, str]) -> tuple[str, Path]:
-    """Copy ``files`` (relative to ``staging``) into a new version of BentoML model ``name``; returns its tag
+    """Move ``files`` (relative to ``staging``) into a new version of BentoML model ``name``; returns its tag
     and its directory in the store (not the temporary one BentoML writes into before it saves)."""
     import bentoml
 
@@ -186,7 +202,7 @@ def store_files(name: str, labels: dict[str, str], metadata: dict, staging: Path
         for rel in files:
             target = Path(stored.path) / rel
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(staging / rel, target)
+            shutil.move(staging / rel, target)  # not a copy: GBs at bart-large-cnn's size
     saved = bentoml.models.get(stored.tag)
     return str(saved.tag), Path(saved.path)
 
@@ -200,11 +216,17 @@ def _without_none(value):
     return value
 
 
-def _numel(shape) -> int:
-    n = 1
-    for dim in shape:
-        n *= int(dim)
-    return n
+def parameter_count(hf_dir: Path) -> int:
+    """Values in the model's safetensors weights (read from the headers, nothing loaded)."""
+    import math
+
+    from safetensors import safe_open
+
+    total = 0
+    for path in safetensors_files(hf_dir):
+        with safe_open(path, "np") as weights:
+            total += sum(math.prod(weights.get_slice(k).get_shape()) for k in weights.keys())
+    return total
 
 
 def verify(tag: str) -> list[str]:

@@ -38,5 +38,5 @@ def test_bentoml_build_carries_the_model(tiny_model, serve_env, bentoml_home, tm
     name, version = tiny_model.split(":")
     with tarfile.open(archive) as tar:
         names = set(tar.getnames())
-    for rel in ("hf/model.safetensors", "hf/tokenizer.json", "onnx/encoder_model.onnx", "onnx/decoder_model_merged.onnx"):
+    for rel in ("hf/model.safetensors", "hf/tokenizer.json", "onnx/beam_search.onnx", "onnx/beam_search.weights"):
         assert f"./models/{name}/{version}/{rel}" in names, rel
