@@ -2,6 +2,7 @@
 #   make serve   set up, import the shipped default model, serve it on http://localhost:3000
 #   make test    set up and run the test suite (what CI runs)
 #   make container, make container-test   the CPU image (README "Build and ship")
+#   make container-gpu                     the GPU image (README "The GPU image")
 
 PYTHON ?= python3
 VENV   := .venv
@@ -15,7 +16,7 @@ export BENTOML_DO_NOT_TRACK := true
 export SUMMARIZER_MODEL ?= $(MODEL)
 
 .PHONY: setup serve test import-default import-model train gate bento eval baseline collector bench loadtest profile clean \
-	lock-cpu base-image container container-test
+	lock-cpu base-image container container-test lock-gpu bento-gpu dockerfile-gpu container-gpu
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -93,10 +94,10 @@ LOCAL_BASE_IMAGE  := localhost/dialogue-summarizer-base:bookworm
 CA_BUNDLE         ?= $(PIP_CERT)
 PIP_CONF          ?=
 
-# requirements-cpu.lock.txt, what the CPU image installs, from requirements-cpu.txt (needs PyPI)
+# requirements-cpu.lock.txt, what the CPU image installs, from requirements-cpu.txt (needs PyPI): uv pip compile
+# for the base's Python on Linux x86_64 (container/locks.py); `python -m container resolve` checks it with pip
 lock-cpu: setup
-	$(BIN)/uv pip compile requirements-cpu.txt --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
-	  --no-annotate --custom-compile-command "make lock-cpu" -o requirements-cpu.lock.txt
+	$(BIN)/python -m container lock --recipe cpu
 
 # Debian bookworm + python3 from Debian's packages (debootstrap, root), imported into podman; kept once built
 base-image:
@@ -110,6 +111,28 @@ container: bento $(if $(BASE_IMAGE),,base-image)
 # Builds the image, then runs it offline and checks it (python -m container test --help)
 container-test: container
 	$(BIN)/python -m container test --image $(CONTAINER_IMAGE) $(if $(CA_BUNDLE),--ca-bundle $(CA_BUNDLE))
+
+# The GPU image: the gated GPU Bento (bentofile.gpu.yaml: PyTorch CUDA fp16, ONNX Runtime fallback) on
+# nvidia/cuda:13.0.2-base-ubuntu24.04 (GPU_BASE_IMAGE overrides it), same template, secrets and backends as the
+# CPU image. Building it needs that image's registry (and an Ubuntu mirror) and about 3 GB of wheels from PyPI;
+# where there is none, `make dockerfile-gpu` renders what would be built.
+GPU_IMAGE      ?= dialogue-summarizer-gpu:latest
+GPU_BASE_IMAGE ?=
+
+# requirements-gpu.lock.txt (the CPU lock's packages + torch's CUDA build + transformers), for Python 3.12
+lock-gpu: setup
+	$(BIN)/python -m container lock --recipe gpu
+
+bento-gpu: import-default
+	$(BIN)/python -m eval bento --bentofile bentofile.gpu.yaml
+
+dockerfile-gpu: bento-gpu
+	$(BIN)/python -m container dockerfile --bento dialogue-summarizer-gpu:latest
+
+container-gpu: bento-gpu
+	$(BIN)/python -m container build --bento dialogue-summarizer-gpu:latest --image $(GPU_IMAGE) \
+	  --backend $(CONTAINER_BACKEND) $(if $(GPU_BASE_IMAGE),--base-image $(GPU_BASE_IMAGE)) \
+	  $(if $(CA_BUNDLE),--ca-bundle $(CA_BUNDLE)) $(if $(PIP_CONF),--pip-conf $(PIP_CONF))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .eval_cache

@@ -2,7 +2,11 @@
 
     python -m container build --bento dialogue-summarizer:latest --image dialogue-summarizer:latest \\
         --base-image localhost/dialogue-summarizer-base:bookworm [--ca-bundle PEM] [--pip-conf FILE]
+    python -m container build --bento dialogue-summarizer-gpu:latest --image dialogue-summarizer-gpu:latest \\
+        [--backend docker] [--ca-bundle PEM] [--pip-conf FILE]       (the GPU image, on nvidia/cuda)
     python -m container dockerfile --bento dialogue-summarizer:latest     (what containerize builds)
+    python -m container lock --recipe cpu|gpu      (requirements-<recipe>.lock.txt from requirements-<recipe>.txt)
+    python -m container resolve --recipe cpu|gpu   (pip's resolver on the lock for the image: Linux x86_64)
     python -m container startup --image dialogue-summarizer:latest --starts 5   (run-to-ready benchmark)
     python -m container test --image dialogue-summarizer:latest [--ca-bundle PEM] [--pip-conf FILE] [--network host]
 
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,8 +28,9 @@ os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m container", description="The CPU container image: build "
-                                     "it from a Bento, or run it offline and check it.")
+    parser = argparse.ArgumentParser(prog="python -m container", description="The container images: build "
+                                     "one from a Bento, run the CPU image offline and check it, lock and resolve "
+                                     "the images' packages.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def secrets(p: argparse.ArgumentParser, verb: str) -> None:
@@ -34,11 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="bentoml containerize the Bento into an image")
     p.add_argument("--bento", default="dialogue-summarizer:latest", help="Bento tag (default: %(default)s)")
     p.add_argument("--image", default="dialogue-summarizer:latest", help="image tag (default: %(default)s)")
-    p.add_argument("--base-image", required=True, help="FROM image with python3, e.g. python:3.11-slim-bookworm")
+    p.add_argument("--base-image", help="FROM image, e.g. python:3.11-slim-bookworm (default: the bentofile's "
+                   "docker.base_image; the GPU Bento's is nvidia/cuda:13.0.2-base-ubuntu24.04)")
     p.add_argument("--backend", default="buildah", help="buildah, podman or docker (default: %(default)s)")
     secrets(p, "a build secret, never in a layer")
     p = sub.add_parser("dockerfile", help="print the Dockerfile bentoml containerize builds the Bento with")
     p.add_argument("--bento", default="dialogue-summarizer:latest", help="Bento tag (default: %(default)s)")
+    for name, text in (("lock", "write the recipe's lock file with uv (needs PyPI)"),
+                       ("resolve", "pip install --dry-run of the recipe's lock for Linux x86_64 (needs PyPI)")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--recipe", choices=("cpu", "gpu"), default="cpu", help="(default: %(default)s)")
     p = sub.add_parser("test", help="run the image offline as the cpu overlay's pod, and check it")
     p.add_argument("--image", default="dialogue-summarizer:latest", help="image tag (default: %(default)s)")
     p.add_argument("--log-dir", type=Path, help="logs and report.json (default: runs/container/<time>)")
@@ -60,7 +71,8 @@ def cmd_build(args) -> int:
                                  backend=args.backend, ca_bundle=args.ca_bundle, pip_conf=args.pip_conf)
     seconds = build.build(options)
     size = f", {podman.image_inspect(args.image)['Size'] / 1e6:.0f} MB" if args.backend != "docker" else ""
-    print(f"built {args.image} from {args.bento} on {args.base_image} in {seconds:.0f} s{size}")
+    base = args.base_image or "the bentofile's base image"
+    print(f"built {args.image} from {args.bento} on {base} in {seconds:.0f} s{size}")
     return 0
 
 
@@ -68,6 +80,25 @@ def cmd_dockerfile(args) -> int:
     from container.build import containerfile
 
     print(containerfile(args.bento), end="")
+    return 0
+
+
+def cmd_lock(args) -> int:
+    from container.locks import recipe, write_lock
+
+    write_lock(recipe(args.recipe))
+    return 0
+
+
+def cmd_resolve(args) -> int:
+    from container.locks import cuda_packages, recipe, resolve
+
+    locked = recipe(args.recipe)
+    resolution = resolve(locked)
+    cuda = cuda_packages(resolution.installs)
+    print(f"{locked.lock.name}: {len(resolution.installs)} wheels for CPython {locked.python_version} on Linux "
+          f"x86_64, resolved by pip in {resolution.seconds:.1f} s; torch "
+          f"{resolution.installs.get('torch', 'absent')}, {len(cuda)} CUDA packages")
     return 0
 
 
@@ -96,7 +127,8 @@ def cmd_startup(args) -> int:
     return 0
 
 
-COMMANDS = {"build": cmd_build, "dockerfile": cmd_dockerfile, "test": cmd_test, "startup": cmd_startup}
+COMMANDS = {"build": cmd_build, "dockerfile": cmd_dockerfile, "lock": cmd_lock, "resolve": cmd_resolve,
+            "test": cmd_test, "startup": cmd_startup}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return COMMANDS[args.command](args)
-    except (PodmanError, FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (PodmanError, FileNotFoundError, ValueError, RuntimeError, subprocess.CalledProcessError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,6 +1,7 @@
-"""``bentoml containerize`` of the CPU Bento, with the base image and the build secrets as options.
+"""``bentoml containerize`` of a Bento (the CPU or the GPU one), with the base image and the build secrets as
+options.
 
-BentoML renders the Dockerfile from bentofile.yaml's template (container/Dockerfile.cpu.j2) and hands it to
+BentoML renders the Dockerfile from the bentofile's template (container/Dockerfile.j2) and hands it to
 the backend's build command; the options below reach that command through ``--opt``.
 """
 
@@ -30,14 +31,14 @@ SECRET_EXAMPLES = {"ca-bundle": "CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt (a
 class BuildOptions:
     bento: str
     image: str
-    base_image: str
+    base_image: str | None = None   # None: the bentofile's docker.base_image, the template's default
     backend: str = "buildah"
     ca_bundle: Path | None = None
     pip_conf: Path | None = None
 
 
 def secret_files(options: BuildOptions) -> dict[str, Path]:
-    """The build secrets by id (the ids Dockerfile.cpu.j2 mounts), each checked to be a readable file."""
+    """The build secrets by id (the ids Dockerfile.j2 mounts), each checked to be a readable file."""
     given = {"ca-bundle": options.ca_bundle, "pip-conf": options.pip_conf}
     secrets = {}
     for secret_id, path in given.items():
@@ -65,8 +66,9 @@ def containerize_argv(options: BuildOptions) -> list[str]:
     if options.backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {options.backend!r}")
     bentoml = str(Path(sys.executable).with_name("bentoml"))
-    argv = [bentoml, "containerize", options.bento, "--backend", options.backend, "--image-tag", options.image,
-            "--opt", f"build-arg=BASE_IMAGE={options.base_image}"]
+    argv = [bentoml, "containerize", options.bento, "--backend", options.backend, "--image-tag", options.image]
+    if options.base_image:
+        argv += ["--opt", f"build-arg=BASE_IMAGE={options.base_image}"]
     if options.backend != "docker":
         for option in LOCAL_BUILDER_OPTIONS:
             argv += ["--opt", option]

@@ -1,19 +1,18 @@
 """What `make container` builds, checked without building it: the CPU Bento (bentofile.yaml, built by
 ``bentoml build`` with the tiny BART) and the Dockerfile BentoML's containerize renders for it from
-container/Dockerfile.cpu.j2. The image itself is built and run by `make container-test`."""
+container/Dockerfile.j2. The image itself is built and run by `make container-test`."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
 
 from container.build import BuildOptions, containerfile, containerize_argv
+from container.locks import pins
+from tests.container.dockerfiles import assert_no_build_tools, assert_secrets_mounted_for_downloads_only
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCK = REPO_ROOT / "requirements-cpu.lock.txt"
@@ -21,31 +20,9 @@ LOCK = REPO_ROOT / "requirements-cpu.lock.txt"
 HEAVY = {"torch", "transformers", "optimum", "optimum-onnx", "accelerate"}
 
 
-def pins(text: str) -> dict[str, str]:
-    """name -> version of every ``name==version`` line."""
-    found = {}
-    for line in text.splitlines():
-        line = line.split("#")[0].strip()
-        if line and not line.startswith("-"):
-            requirement = Requirement(line)
-            [spec] = requirement.specifier
-            assert spec.operator == "==", f"not pinned: {line}"
-            found[requirement.name.lower()] = spec.version
-    return found
-
-
 @pytest.fixture(scope="module")
-def cpu_bento(tiny_model, bentoml_home) -> str:
-    """``bentoml build`` of bentofile.yaml; a child process, because the service reads SUMMARIZER_MODEL when
-    it is imported."""
-    bentoml = str(Path(sys.executable).with_name("bentoml"))
-    result = subprocess.run([bentoml, "build", "-f", "bentofile.yaml", "--output", "tag"], cwd=REPO_ROOT,
-                            env={**{k: v for k, v in os.environ.items() if not k.startswith("SUMMARIZER_")},
-                                 "BENTOML_HOME": str(bentoml_home), "SUMMARIZER_MODEL": tiny_model},
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr
-    [tag] = re.findall(r"__tag__:(\S+)", result.stdout)
-    return tag
+def cpu_bento(build_bento) -> str:
+    return build_bento("bentofile.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -57,19 +34,11 @@ def test_the_image_builds_on_the_base_image_argument_without_a_compiler(dockerfi
     # The FROM line takes the build argument, so one Bento builds on any base; the default is a public one.
     assert "ARG BASE_IMAGE=python:3.11-slim-bookworm\nFROM ${BASE_IMAGE} AS base-container" in dockerfile
     assert len(re.findall(r"^FROM ", dockerfile, re.M)) == 1
-    # BentoML's Debian templates install these; every package of the CPU image ships wheels.
-    for tool in ("build-essential", "git", "curl", "apt-get", "gcc"):
-        assert re.search(rf"\b{tool}\b", dockerfile) is None, f"the CPU image's Dockerfile installs {tool}"
+    assert_no_build_tools(dockerfile)
 
 
-def test_packages_install_with_the_build_secrets_mounted_for_that_step_only(dockerfile):
-    [install] = [step for step in re.split(r"\n(?=[A-Z]+ )", dockerfile) if "install.sh" in step and
-                 step.startswith("RUN ")]
-    assert "--mount=type=secret,id=ca-bundle" in install and "--mount=type=secret,id=pip-conf" in install
-    assert "PIP_CERT=/run/secrets/ca-bundle" in install and "PIP_CONFIG_FILE=/run/secrets/pip-conf" in install
-    # Only inside that RUN: an ENV or ARG would carry the bundle's path (or worse) into the image.
-    for variable in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CONFIG_FILE"):
-        assert re.search(rf"^(ENV|ARG) {variable}\b", dockerfile, re.M) is None
+def test_packages_install_with_the_build_secrets_mounted_for_the_downloads_only(dockerfile):
+    assert_secrets_mounted_for_downloads_only(dockerfile)
 
 
 def test_the_bento_installs_the_lock_and_nothing_that_brings_pytorch(cpu_bento, bentoml_home):
