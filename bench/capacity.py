@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     warning = busy_warning()
     if warning:
         log(f"warning: {warning}")
-    load_before = os.getloadavg()
+    load_before = [round(x, 2) for x in os.getloadavg()]
     logs = Path(tempfile.mkdtemp(prefix="capacity-"))
     server, model, max_pending = start_service(args.model, env, logs)
     try:
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
     report = {"created": now_iso(), "git": git_revision(), "mode": "quick" if args.quick else "full",
               "command": "python -m bench.capacity " + " ".join(sys.argv[1:] if argv is None else argv),
-              "machine": machine_info(), "load_average_before": list(load_before), "busy_warning": warning,
+              "machine": machine_info(), "load_average_before": load_before, "busy_warning": warning,
               "gpu": "not measured (no GPU in this run)", "model": model, "service_env": env,
               "admission_limit": max_pending, "config": steps, "p99_threshold_s": threshold,
               "steps": measured, **plan_replicas(measured, threshold, autoscaler, args.utilization)}
