@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse
 from model_store.store import get_model
 from observability import telemetry
 from observability.middleware import RequestTelemetry
+from serving import request_timeout
 from serving.admission import AdmissionControl
 from serving.backends import BackendWorker
 from serving.config import ServingConfig
@@ -29,6 +30,8 @@ from serving.protocol import (BackendName, BackendStatus, ErrorBody, ErrorReason
                               GenerationOutcome, Summary, SummaryBatch, request_models)
 from serving.routing import Backend, BackendUnavailable, Router
 
+# Before BentoML builds the apps: its timeout middleware kept every request's objects alive for the timeout.
+request_timeout.install()
 CONFIG = ServingConfig.load()  # once per process, from SUMMARIZER_*; passed to what needs it
 SummarizeRequest, SummarizeBatchRequest = request_models(CONFIG.limits)
 telemetry.configure_bentoml()  # OTLP from the OTEL_* variables; off (and free) without an endpoint

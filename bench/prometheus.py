@@ -11,6 +11,18 @@ from prometheus_client.parser import text_string_to_metric_families
 
 BATCH_SIZE_FAMILY = "bentoml_service_adaptive_batch_size"
 BATCHED_METHOD = "generate"  # the backends' batchable API (serving/backends.py)
+# What the autoscaler counts (deploy/base/scaledobject.yaml): the public service's summarize requests in flight
+IN_FLIGHT_FAMILY = "bentoml_service_request_in_progress"
+PUBLIC_SERVICE = "dialogue_summarizer"
+SUMMARIZE_ROUTES = ("/summarize", "/summarize_batch")
+
+
+def requests_in_flight(metrics_text: str, service: str = PUBLIC_SERVICE,
+                       endpoints: tuple[str, ...] = SUMMARIZE_ROUTES) -> float:
+    """Requests in flight on ``service``'s ``endpoints`` now, as the ScaledObject's query sums them."""
+    return sum(sample.value for family in text_string_to_metric_families(metrics_text)
+               if family.name == IN_FLIGHT_FAMILY for sample in family.samples
+               if sample.labels.get("runner_name") == service and sample.labels.get("endpoint") in endpoints)
 
 
 def _empty() -> dict:

@@ -50,3 +50,20 @@ def test_batch_sizes_of_generate_summed_over_workers():
 def test_no_histogram_means_no_batches():
     assert batch_histogram("") == {}
     assert batch_histogram_delta({}, {}) == {}
+
+
+def test_requests_in_flight_counts_the_public_services_summarize_routes_as_the_autoscaler_does():
+    from prometheus_client import Gauge
+
+    from bench.prometheus import requests_in_flight
+
+    registry = CollectorRegistry()
+    # the gauge as BentoML declares it (bentoml/_internal/server/http/instruments.py)
+    gauge = Gauge("request_in_progress", "in progress", ["endpoint", "service_name", "service_version", "runner_name"],
+                  namespace="bentoml_service", registry=registry)
+    for endpoint, runner, value in [("/summarize", "dialogue_summarizer", 5),
+                                    ("/summarize_batch", "dialogue_summarizer", 2),
+                                    ("/readyz", "dialogue_summarizer", 1), ("/generate", "summarizer_onnx", 7)]:
+        gauge.labels(endpoint=endpoint, service_name="", service_version="", runner_name=runner).set(value)
+    assert requests_in_flight(generate_latest(registry).decode()) == 7.0
+    assert requests_in_flight("") == 0.0
