@@ -10,7 +10,8 @@ What it measures, against issue 12's targets:
   (RSS of the importer and its children summed, sampled every 0.2 s) and the largest single process (target:
   under 8 GB);
 - the stored model: every file's size and how many times the weights are kept (target: twice at most);
-- serving (``bentoml serve``, the CPU configuration: ONNX Runtime primary): start to ready, seconds per
+- serving (``bentoml serve``, the CPU configuration: ONNX Runtime primary, with the settings of
+  deploy/components/bart-large-cnn): start to ready, seconds per
   summary at the model's defaults, and each worker's PSS after start and after the summaries (target: the
   ONNX worker under 1.5x the weights).
 The CPU image of such a model is measured by ``make container MODEL=...`` (README, "Fit at bart-large-cnn
@@ -100,10 +101,24 @@ def stored_sizes(home: Path) -> dict:
             "files_mb": {rel: round(size / 1e6, 1) for rel, size in files.items() if size > 1e6}}
 
 
+def component_settings() -> dict[str, str]:
+    """The SUMMARIZER_* settings deploy/components/bart-large-cnn gives a pod (its model name aside): the
+    service is measured as it would be deployed at this size."""
+    import yaml
+
+    component = yaml.safe_load((REPO_ROOT / "deploy" / "components" / "bart-large-cnn" / "kustomization.yaml")
+                               .read_text())
+    literals = [item for generator in component["configMapGenerator"] for item in generator.get("literals", [])]
+    settings = dict(item.split("=", 1) for item in literals)
+    settings.pop("SUMMARIZER_MODEL", None)
+    return settings
+
+
 def serve(home: Path, logs: Path, summaries: int, concurrency: int) -> dict:
     from client import AsyncSummarizerClient
 
-    server = bentoml_serve(logs / "serve.log", {"BENTOML_HOME": str(home), "SUMMARIZER_MODEL": f"{NAME}:latest"})
+    env = {**component_settings(), "BENTOML_HOME": str(home), "SUMMARIZER_MODEL": f"{NAME}:latest"}
+    server = bentoml_serve(logs / "serve.log", env)
     server.start(timeout_s=900)
     try:
         after_start = tree_memory(server)
@@ -125,7 +140,8 @@ def serve(home: Path, logs: Path, summaries: int, concurrency: int) -> dict:
         after_summaries = tree_memory(server)
     finally:
         server.stop()
-    return {"ready_s": round(server.ready_after_s, 1), "summaries": summaries, "concurrency": concurrency,
+    return {"settings": component_settings(), "ready_s": round(server.ready_after_s, 1), "summaries": summaries,
+            "concurrency": concurrency,
             "seconds_per_summary": round(wall / summaries, 2), "latency_max_s": round(max(latencies), 2),
             "memory_after_start": after_start, "memory_after_summaries": after_summaries}
 

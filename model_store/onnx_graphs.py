@@ -28,12 +28,13 @@ def walk_graphs(model) -> Iterator[tuple[object, frozenset[str]]]:
 
 
 def fp32_weight_matmuls(model_or_path) -> list[str]:
-    """Names of the MatMul nodes, in every graph and subgraph, whose weight (second input) is a constant:
-    the products that dynamic int8 quantization replaces (by MatMulInteger / DynamicQuantizeMatMul).
+    """Names of the MatMul nodes (and FusedMatMul: the tied output projection, model_store/beam_search.py), in
+    every graph and subgraph, whose weight (second input) is a constant: the products that dynamic int8
+    quantization replaces (by MatMulInteger / DynamicQuantizeMatMul).
     An fp32 export has one per linear layer; an int8 one has none but those kept in fp32 on purpose."""
     model = _load(model_or_path)
     return [node.name for graph, constants in walk_graphs(model) for node in graph.node
-            if node.op_type == "MatMul" and len(node.input) > 1 and node.input[1] in constants]
+            if node.op_type in ("MatMul", "FusedMatMul") and len(node.input) > 1 and node.input[1] in constants]
 
 
 def _load(model_or_path):

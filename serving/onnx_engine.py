@@ -85,6 +85,11 @@ class OnnxEngine(Engine):
             make_options=lambda: session_options(ort, threads, spinning=search_spinning, stop_spinning_after_run=True),
             forced_first_token=self.search_info["forced_bos_token_id"], vocab_size=self.search_info["vocab_size"])
         self.search = self.searches.main  # the graph's own n-gram size (bench.profile swaps in a profiled one)
+        # Each run hands its arena's free chunks back at its end: a batch's activations (the beams' key/value
+        # caches: 0.8 GB for 4 long dialogues at bart-large-cnn's size) are not kept for the worker's life.
+        # Measured there: 1.82 instead of 2.52 GB after two batches, the same time within noise.
+        self.run_options = ort.RunOptions()
+        self.run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         self._masks_first_token = "prefix_vocab_mask" in {i.name for i in self.search.get_inputs()}
 
     def predict(self, input_ids: np.ndarray, attention_mask: np.ndarray, settings: GenerationSettings) -> np.ndarray:
@@ -127,7 +132,9 @@ class OnnxEngine(Engine):
             feeds["prefix_vocab_mask"] = mask
         session = (self.search if settings.no_repeat_ngram_size == self.searches.graph_ngram
                    else self.searches.session(settings.no_repeat_ngram_size))
-        return session.run(None, feeds)[0][:, 0, :]
+        # only the main session has an arena to shrink (ONNX Runtime refuses the option for one without)
+        options = self.run_options if session is self.search and self.searches.main_has_arena else None
+        return session.run(None, feeds, options)[0][:, 0, :]
 
 
 def as_generated(sequences: np.ndarray, pad: int, eos: int, forced_eos: int | None) -> np.ndarray:

@@ -33,7 +33,10 @@ def dockerfile(cpu_bento) -> str:
 def test_the_image_builds_on_the_base_image_argument_without_a_compiler(dockerfile):
     # The FROM line takes the build argument, so one Bento builds on any base; the default is a public one.
     assert "ARG BASE_IMAGE=python:3.11-slim-bookworm\nFROM ${BASE_IMAGE} AS base-container" in dockerfile
-    assert len(re.findall(r"^FROM ", dockerfile, re.M)) == 1
+    # the base, then the Bento's files pruned in a stage of their own, then the image from the base's stage
+    assert re.findall(r"^FROM .*", dockerfile, re.M) == [
+        "FROM ${BASE_IMAGE} AS base-container", "FROM base-container AS bento-files", "FROM base-container"]
+    assert "COPY --from=bento-files --chown=bentoml:bentoml /bento ./" in dockerfile
     assert_no_build_tools(dockerfile)
 
 

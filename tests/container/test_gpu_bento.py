@@ -49,7 +49,8 @@ def cuda_of(version: str) -> str:
 def test_the_gpu_image_is_on_the_cuda_base_of_torchs_cuda_version(dockerfile):
     base = CUDA_BASE.search(dockerfile)
     assert base, f"no nvidia/cuda:<version>-base-ubuntu24.04 BASE_IMAGE in:\n{dockerfile[:1500]}"
-    assert len(re.findall(r"^FROM ", dockerfile, re.M)) == 1
+    assert re.findall(r"^FROM .*", dockerfile, re.M) == [  # one base; the Bento's files staged on it
+        "FROM ${BASE_IMAGE} AS base-container", "FROM base-container AS bento-files", "FROM base-container"]
     # The base's CUDA is torch's: NVIDIA_REQUIRE_CUDA then stops a container on a driver too old for torch.
     assert base["cuda"] == cuda_of(pins(GPU.lock.read_text())[CUDA_RUNTIME])
     # BentoML's CUDA template empties NVIDIA_VISIBLE_DEVICES; nvidia/cuda's own setting (all) must stay.
@@ -71,11 +72,13 @@ def test_the_service_model_and_entrypoint_are_bentomls(dockerfile, bento_dir, ti
     steps = instructions(dockerfile)
     entrypoint = "/home/bentoml/bento/env/docker/entrypoint.sh"
     assert steps[-3:] == [f"RUN chmod +x {entrypoint}", "USER bentoml", f'ENTRYPOINT [ "{entrypoint}" ]']
-    assert "EXPOSE 3000" in steps and "COPY --chown=bentoml:bentoml . ./" in steps
+    assert "EXPOSE 3000" in steps and "COPY . /bento" in steps
+    assert "COPY --from=bento-files --chown=bentoml:bentoml /bento ./" in steps
     shipped = Path(bentoml.__file__).parent / "_internal" / "container" / "frontend" / "dockerfile" / "entrypoint.sh"
     assert filecmp.cmp(bento_dir / "env" / "docker" / "entrypoint.sh", shipped, shallow=False)
     # containerize copies the Bento's models from the store into models/ of the build context, which
-    # `COPY . ./` puts in the image: it serves offline, as the CPU image does.
+    # `COPY . /bento` stages for the image (with its PyTorch weights: this image has torch): it serves offline,
+    # as the CPU image does.
     info = bentoml.get(gpu_bento).info
     assert info.service == "service:DialogueSummarizer"
     assert tiny_model in {str(model.tag) for model in info.all_models}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import bentoml
 import pytest
@@ -300,3 +301,34 @@ def test_int8_model_quantizes_the_beam_search_graphs_shared_weights_and_serves(t
     for update in ({}, {"num_beams": 1, "no_repeat_ngram_size": 0}, {"max_new_tokens": 4}):
         results = engine.summarize(DIALOGUES, engine.defaults.model_copy(update=update))
         assert all(r.output_tokens > 0 and r.backend == "onnx-cpu" for r in results)
+
+
+def _mapped_and_resident(path) -> tuple[int, int]:
+    """Bytes of this process's mappings of ``path``, and how many of them are in memory (/proc/self/smaps)."""
+    import re
+
+    mapped = resident = 0
+    current = False
+    for line in open("/proc/self/smaps"):
+        if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+            current = line.rstrip().endswith(str(path))
+        elif current and line.startswith("Size:"):
+            mapped += int(line.split()[1]) * 1024
+        elif current and line.startswith("Rss:"):
+            resident += int(line.split()[1]) * 1024
+    return mapped, resident
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="Linux only")
+def test_prepacking_hands_the_weights_file_pages_back_and_serves(tiny_model):
+    from serving.search_sessions import release_file_pages
+
+    stored = bentoml.models.get(tiny_model)
+    weights = (Path(stored.path_of(ONNX_SUBDIR)) / "beam_search.weights").resolve()
+    engine = OnnxEngine(stored.path_of(HF_SUBDIR), tiny_model, threads=1, onnx_dir=stored.path_of(ONNX_SUBDIR))
+    mapped, resident = _mapped_and_resident(weights)
+    assert mapped >= weights.stat().st_size * 0.9  # ONNX Runtime maps the stored file rather than reading it
+    assert resident < mapped * 0.2, (mapped, resident)  # what prepacking read was handed back
+    before = engine.summarize(DIALOGUES[:2])
+    assert release_file_pages(weights) >= mapped  # pages read again come back from the file: same summaries
+    assert [r.summary for r in engine.summarize(DIALOGUES[:2])] == [r.summary for r in before]
