@@ -133,11 +133,11 @@ def test_hugging_face_directory_is_exported_to_onnx_once(tiny_model_dir, eval_ca
     from eval.generate import ensure_onnx, resolve_candidate
 
     candidate = ensure_onnx(resolve_candidate(str(tiny_model_dir)), eval_cache, log=lambda _: None)
-    assert candidate.name == "tiny-bart" and (candidate.onnx_dir / "decoder_model_merged.onnx").exists()
-    stamp = (candidate.onnx_dir / "encoder_model.onnx").stat().st_mtime_ns
+    assert candidate.name == "tiny-bart" and (candidate.onnx_dir / "beam_search.weights").exists()
+    stamp = (candidate.onnx_dir / "beam_search.onnx").stat().st_mtime_ns
     again = ensure_onnx(resolve_candidate(str(tiny_model_dir)), eval_cache, log=pytest.fail)
     assert again.onnx_dir == candidate.onnx_dir
-    assert (again.onnx_dir / "encoder_model.onnx").stat().st_mtime_ns == stamp
+    assert (again.onnx_dir / "beam_search.onnx").stat().st_mtime_ns == stamp
 
 
 def test_running_service_end_to_end(tiny_model, tiny_baseline, serve_env, eval_cache, tmp_path):

@@ -320,12 +320,15 @@ def _mapped_and_resident(path) -> tuple[int, int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="Linux only")
-def test_prepacking_hands_the_weights_file_pages_back_and_serves(tiny_model):
+def test_prepacking_hands_the_weights_file_pages_back_and_serves(tiny_model, tmp_path):
     from serving.search_sessions import release_file_pages
 
+    # a copy of the model that no other engine maps (the kernel reclaims only pages one process maps once)
     stored = bentoml.models.get(tiny_model)
-    weights = (Path(stored.path_of(ONNX_SUBDIR)) / "beam_search.weights").resolve()
-    engine = OnnxEngine(stored.path_of(HF_SUBDIR), tiny_model, threads=1, onnx_dir=stored.path_of(ONNX_SUBDIR))
+    for part in (HF_SUBDIR, ONNX_SUBDIR):
+        shutil.copytree(stored.path_of(part), tmp_path / part)
+    weights = (tmp_path / ONNX_SUBDIR / "beam_search.weights").resolve()
+    engine = OnnxEngine(tmp_path / HF_SUBDIR, tiny_model, threads=1, onnx_dir=tmp_path / ONNX_SUBDIR)
     mapped, resident = _mapped_and_resident(weights)
     assert mapped >= weights.stat().st_size * 0.9  # ONNX Runtime maps the stored file rather than reading it
     assert resident < mapped * 0.2, (mapped, resident)  # what prepacking read was handed back
