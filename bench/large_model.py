@@ -117,7 +117,8 @@ def component_settings() -> dict[str, str]:
 def serve(home: Path, logs: Path, summaries: int, concurrency: int) -> dict:
     from client import AsyncSummarizerClient
 
-    env = {**component_settings(), "BENTOML_HOME": str(home), "SUMMARIZER_MODEL": f"{NAME}:latest"}
+    settings = component_settings()
+    env = {**settings, "BENTOML_HOME": str(home), "SUMMARIZER_MODEL": f"{NAME}:latest"}
     server = bentoml_serve(logs / "serve.log", env)
     server.start(timeout_s=900)
     try:
@@ -140,7 +141,7 @@ def serve(home: Path, logs: Path, summaries: int, concurrency: int) -> dict:
         after_summaries = tree_memory(server)
     finally:
         server.stop()
-    return {"settings": component_settings(), "ready_s": round(server.ready_after_s, 1), "summaries": summaries,
+    return {"settings": settings, "ready_s": round(server.ready_after_s, 1), "summaries": summaries,
             "concurrency": concurrency,
             "seconds_per_summary": round(wall / summaries, 2), "latency_max_s": round(max(latencies), 2),
             "memory_after_start": after_start, "memory_after_summaries": after_summaries}

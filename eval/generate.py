@@ -27,6 +27,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 from eval.datasets import REPO_ROOT, Example, dialogue_sha
+from model_store.beam_search import GRAPH_FILE
 
 BACKENDS = ("torch", "onnx")
 SERVICE = "service"
@@ -132,7 +133,6 @@ class Candidate:
 
 def resolve_candidate(ref: str | None = None, name: str | None = None) -> Candidate:
     """A BentoML model tag (default: the served model) or a local model directory."""
-    from model_store.beam_search import GRAPH_FILE
     from serving.engines import HF_SUBDIR, ONNX_SUBDIR
 
     ref = ref or default_model_ref()
@@ -167,7 +167,6 @@ def ensure_onnx(candidate: Candidate, cache: str | os.PathLike | None = None,
     """Give a Hugging Face directory without an export one (optimum, as at import), cached by its files."""
     if candidate.onnx_dir is not None:
         return candidate
-    from model_store.beam_search import GRAPH_FILE
     from model_store.store import export_onnx
 
     dest = cache_root(cache) / "onnx" / candidate.fingerprint("torch")[:20]
@@ -225,7 +224,6 @@ class EngineGenerator:
     def describe(self) -> dict:
         out = {"kind": "engine", "backend": self.backend, "runs_on": str(self.engine.engine)}
         if getattr(self.engine, "search", None) is not None:  # which graph scored (an int8 or an fp32 one)
-            from model_store.beam_search import GRAPH_FILE
 
             out.update(beam_search_graph=str(self.candidate.onnx_dir / GRAPH_FILE),
                        beam_search_summaries=self.beam_search_summaries)

@@ -105,8 +105,7 @@ def _quantize_graph(path: Path, out: Path, include_gather: bool, per_channel: bo
             model_input=path, model_output=out,
             op_types_to_quantize=["MatMul", "Gather"] if include_gather else ["MatMul"],
             weight_type=QuantType.QInt8, per_channel=per_channel, nodes_to_exclude=list(exclude),
-            # EnableSubgraph: the merged decoder keeps its layers in If branches (with and without cache)
-            extra_options={"EnableSubgraph": True, "MatMulConstBOnly": True},
+            extra_options={"MatMulConstBOnly": True},  # optimum's split graphs: no If branches to enter
         )
     finally:
         logging.getLogger().removeFilter(_no_preprocess_hint)

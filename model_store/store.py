@@ -8,7 +8,7 @@ A stored model is a directory with two parts that the backends load:
 
 so each weight is stored twice at most: as PyTorch reads it and as ONNX Runtime maps it. Each heavy step
 (loading a hub model, the ONNX export, the wiring) runs in a child process: the import's memory peak is its
-largest step's (bench/large_model.py measures it at bart-large-cnn's size)
+largest step's (bench/large_model.py measures it at bart-large-cnn's size).
 
 and metadata (source, sha256 of every file, parameter count, context length, generation defaults,
 library versions) plus labels that say what it is.
@@ -78,7 +78,7 @@ def fetch_hf_files(source: str, dest: Path, revision: str | None = None) -> str:
     kwargs = {"revision": revision} if (revision and kind == "huggingface") else {}
     if kind == "local" and safetensors_files(path):
         dest.mkdir(parents=True, exist_ok=True)
-        for name in [*HF_FILES, *SAFETENSORS_INDEX, *(p.name for p in safetensors_files(path))]:
+        for name in [*HF_FILES, SAFETENSORS_INDEX, *(p.name for p in safetensors_files(path))]:
             if (path / name).exists():
                 shutil.copy2(path / name, dest / name)
     else:
@@ -92,12 +92,12 @@ def fetch_hf_files(source: str, dest: Path, revision: str | None = None) -> str:
     return kind
 
 
-SAFETENSORS_INDEX = ("model.safetensors.index.json",)
+SAFETENSORS_INDEX = "model.safetensors.index.json"  # a sharded checkpoint's list of shards
 
 
 def safetensors_files(hf_dir: Path) -> list[Path]:
     """The model's safetensors weights: model.safetensors, or the shards its index names."""
-    index = hf_dir / SAFETENSORS_INDEX[0]
+    index = hf_dir / SAFETENSORS_INDEX
     if index.exists():
         return [hf_dir / name for name in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
     return [hf_dir / "model.safetensors"] if (hf_dir / "model.safetensors").exists() else []

@@ -31,7 +31,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
-WEIGHTS_FILE = "beam_search.weights"  # model_store.beam_search's; serving reads it without importing onnx there
+from model_store.beam_search import WEIGHTS_FILE
+
 NGRAM_ATTRIBUTE = "no_repeat_ngram_size"
 PROVIDERS = ["CPUExecutionProvider"]
 EXTERNAL_FOLDER = "session.model_external_initializers_file_folder_path"
