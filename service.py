@@ -13,7 +13,6 @@ import time
 from typing import Optional
 
 import bentoml
-from starlette.responses import JSONResponse
 
 from model_store.store import get_model
 from observability import telemetry
@@ -24,9 +23,10 @@ from serving.backends import BackendWorker
 from serving.config import ServingConfig
 from serving.devices import cuda_available
 from serving.engines import HF_SUBDIR, context_length, default_settings
+from serving.errors import ErrorCode, error_response
 from serving.gc_freeze import freeze_startup_objects
 from serving.health import BackendHealth
-from serving.protocol import (BackendName, BackendStatus, ErrorBody, ErrorReason, GenerationJob, GenerationOptions,
+from serving.protocol import (BackendName, BackendStatus, GenerationJob, GenerationOptions,
                               GenerationOutcome, Summary, SummaryBatch, request_models)
 from serving.routing import Backend, BackendUnavailable, Router
 
@@ -165,9 +165,9 @@ class DialogueSummarizer:
                 for r in routed.results]
 
 
-def _unavailable(exc: BackendUnavailable) -> JSONResponse:
-    body = ErrorBody(error=f"no backend could summarize: {exc}", reason=ErrorReason.UNAVAILABLE)
-    return JSONResponse(body.model_dump(mode="json"), status_code=503, headers={"Retry-After": "5"})
+def _unavailable(exc: BackendUnavailable):
+    return error_response(503, ErrorCode.UNAVAILABLE, f"no backend could summarize: {exc}",
+                          headers={"Retry-After": "5"})
 
 
 if telemetry.enabled():  # outermost of ours: also counts what admission control and validation reject

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from bench.probe_poller import probes_by_phase, render_probes
 from bench.stats import latency_stats, percentile
-from serving.protocol import ErrorReason
+from serving.errors import ErrorCode
 
 # On-demand list prices (USD per hour, Linux, US regions) of instances with 2 vCPUs like the machine the
 # throughput is measured on; check current pricing. Override or add with --price NAME=USD_PER_HOUR.
@@ -22,11 +22,11 @@ DEFAULT_PRICES = {
 MANAGED = {"name": "managed endpoint (figures as given in issue 6)", "usd_per_hour": 0.27,
            "seconds_per_request": 3.6, "usd_per_1k_requests": 1.35}
 FAST_503_S = 1.0  # a 503 past capacity must come back within this (admission control answers at once)
-OVERLOADED = f"503_{ErrorReason.OVERLOADED.value}"  # the outcome of a refusal by admission control
+OVERLOADED = f"503_{ErrorCode.OVERLOADED.value}"  # the outcome of a refusal by admission control
 
 
 def classify(record: dict) -> str:
-    """The outcome of one request: 'ok', '503_<ErrorBody reason>' ('503_unparsed' for another 503 body),
+    """The outcome of one request: 'ok', '503_<ErrorBody code>' ('503_unparsed' for another 503 body),
     'timeout_or_connection' (no answer), else the HTTP status."""
     status = record.get("status", 0)
     if status == 200:

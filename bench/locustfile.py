@@ -2,7 +2,7 @@
 
 Every user posts one DialogSum dialogue to /summarize, waits for the answer (and ``think_s``), and posts the
 next: a short dialogue or, with probability ``long_share``, a long one (split at the median length). On a
-503 the user records the body's reason (``serving.protocol.ErrorBody``) and waits what ``Retry-After``
+503 the user records the body's code (``serving.errors.ErrorBody``) and waits what ``Retry-After``
 says, as a well-behaved client does.
 
 The shape: ``start_users`` -> ``peak_users`` linearly over ``ramp_s`` seconds, ``hold_s`` at the peak, then
@@ -25,7 +25,7 @@ from locust import LoadTestShape, between, events, task
 from locust.contrib.fasthttp import FastHttpUser
 from pydantic import ValidationError
 
-from serving.protocol import ErrorBody
+from serving.errors import ErrorBody
 
 CONFIG = json.loads(os.environ.get("LOADTEST_CONFIG") or "{}")
 START_USERS = int(CONFIG.get("start_users", 10))
@@ -75,10 +75,10 @@ def users_at(t: float) -> int:
 
 
 def refusal_reason(body: str | None) -> str | None:
-    """The machine-readable reason of a 503 (``ErrorBody.reason``: "overloaded" or "unavailable");
+    """The machine-readable reason of a 503 (``ErrorBody.code``: "overloaded" or "unavailable");
     None when the body is not an ErrorBody (a 503 the service's own code did not write)."""
     try:
-        return ErrorBody.model_validate_json(body or "").reason.value
+        return ErrorBody.model_validate_json(body or "").code.value
     except ValidationError:
         return None
 

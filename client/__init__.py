@@ -12,7 +12,8 @@ answer) or ``ServiceError`` (a non-2xx answer); both are ``ClientError``s with a
 from client.aio import AsyncSummarizerClient
 from client.errors import ClientError, ServiceError, ServiceUnreachable, UnexpectedAnswer
 from client.sync import SummarizerClient
-from serving.protocol import ErrorReason, GenerationOptions, Summary, SummaryBatch
+from serving.errors import ErrorCode
+from serving.protocol import GenerationOptions, Summary, SummaryBatch
 
-__all__ = ["AsyncSummarizerClient", "ClientError", "ErrorReason", "GenerationOptions", "ServiceError",
+__all__ = ["AsyncSummarizerClient", "ClientError", "ErrorCode", "GenerationOptions", "ServiceError",
            "ServiceUnreachable", "Summary", "SummaryBatch", "SummarizerClient", "UnexpectedAnswer"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from serving.protocol import ErrorReason
+from serving.errors import ErrorCode
 
 
 class ClientError(Exception):
@@ -21,18 +21,19 @@ class ServiceUnreachable(ClientError):
 class ServiceError(ClientError):
     """The service answered with a status other than 2xx.
 
-    ``message`` is the body's human text (BentoML's validation details for a 400, the ``error`` of an
-    ErrorBody for a 503), ``reason`` the ErrorBody's machine-readable reason (None for other bodies) and
-    ``retry_after_s`` the Retry-After header in seconds (None when absent).
+    ``message`` is the body's human text (the ``message`` of the service's ErrorBody), ``code`` its
+    machine-readable code and ``field`` the offending field (None for bodies that are not an ErrorBody:
+    a proxy's page) and ``retry_after_s`` the Retry-After header in seconds (None when absent).
     """
 
-    def __init__(self, url: str, route: str, status: int, message: str, reason: ErrorReason | None = None,
-                 retry_after_s: float | None = None) -> None:
+    def __init__(self, url: str, route: str, status: int, message: str, code: ErrorCode | None = None,
+                 retry_after_s: float | None = None, field: str | None = None) -> None:
         self.url = url
         self.route = route
         self.status = status
         self.message = message
-        self.reason = reason
+        self.code = code
+        self.field = field
         self.retry_after_s = retry_after_s
         retry = f" (retry after {retry_after_s:g} s)" if retry_after_s is not None else ""
         super().__init__(_one_line(f"the summarizer at {url} answered {status} to {route}: {message}{retry}"))

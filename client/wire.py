@@ -13,7 +13,8 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from client.errors import ServiceError, ServiceUnreachable, UnexpectedAnswer
-from serving.protocol import ErrorReason, GenerationOptions
+from serving.errors import ErrorBody
+from serving.protocol import GenerationOptions
 
 DEFAULT_URL = "http://localhost:3000"
 PROBE_TIMEOUT_S = 5.0
@@ -97,9 +98,14 @@ def checked(response: httpx.Response, url: str) -> httpx.Response:
     """The response when it is a 2xx, else the ServiceError that says what the service answered."""
     if response.is_success:
         return response
-    message, reason = _error_text(response)
-    raise ServiceError(url, response.request.url.path, response.status_code, message, reason,
-                       _retry_after_s(response.headers.get("retry-after")))
+    retry_after_s = _retry_after_s(response.headers.get("retry-after"))
+    error = _error_body(response)
+    if error is None:  # not the service's ErrorBody: a proxy's page, or another server on that port
+        text = " ".join(response.text.split())
+        raise ServiceError(url, response.request.url.path, response.status_code,
+                           text[:500] or response.reason_phrase or "no message", None, retry_after_s)
+    raise ServiceError(url, response.request.url.path, response.status_code, error.message, error.code,
+                       retry_after_s, error.field)
 
 
 def parse(response: httpx.Response, url: str, model: type[Answer]) -> Answer:
@@ -120,7 +126,7 @@ def parse_json(response: httpx.Response, url: str) -> dict:
 
 
 def describe_errors(errors: Sequence[Mapping]) -> str:
-    """Pydantic's error list (the client's and BentoML's 400 ``detail``) as one line: 'where: what; ...'."""
+    """Pydantic's error list as one line: 'where: what; ...'."""
     parts = []
     for error in errors:
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.get("loc", ())).lstrip(".")
@@ -130,27 +136,10 @@ def describe_errors(errors: Sequence[Mapping]) -> str:
     return "; ".join(parts)
 
 
-def _error_text(response: httpx.Response) -> tuple[str, ErrorReason | None]:
-    """(human message, ErrorBody reason) of an error answer, whatever its shape."""
+def _error_body(response: httpx.Response) -> ErrorBody | None:
     try:
-        body = response.json()
-    except ValueError:  # not JSON, or not UTF-8
-        body = None
-    if isinstance(body, dict):
-        detail = body.get("detail")
-        if isinstance(detail, list) and detail and all(isinstance(d, Mapping) for d in detail):
-            return describe_errors(detail), None  # BentoML's 400: {"error": "1 validation error ...", "detail": [...]}
-        text = body.get("error") if isinstance(body.get("error"), str) else detail
-        if isinstance(text, str) and text.strip():
-            return text.strip(), _reason(body.get("reason"))
-    text = " ".join(response.text.split())
-    return (text[:500] or response.reason_phrase or "no message"), None
-
-
-def _reason(value) -> ErrorReason | None:
-    try:
-        return ErrorReason(value)
-    except ValueError:
+        return ErrorBody.model_validate_json(response.content)
+    except ValidationError:
         return None
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from serving.protocol import ErrorBody, ErrorReason
+from serving.errors import ErrorCode, send_error
 
 
 class AdmissionControl:
@@ -26,14 +26,10 @@ class AdmissionControl:
         if scope["type"] != "http" or scope.get("path") not in self.paths:
             return await self.app(scope, receive, send)
         if self.pending >= self.max_pending:
-            body = ErrorBody(
-                error=f"service overloaded: {self.pending} requests in progress (limit {self.max_pending}, "
-                      f"SUMMARIZER_MAX_PENDING); retry after {self.retry_after_s}s",
-                reason=ErrorReason.OVERLOADED).model_dump_json().encode()
-            await send({"type": "http.response.start", "status": 503, "headers": [
-                (b"content-type", b"application/json"), (b"retry-after", str(self.retry_after_s).encode()),
-                (b"content-length", str(len(body)).encode())]})
-            await send({"type": "http.response.body", "body": body})
+            await send_error(send, 503, ErrorCode.OVERLOADED,
+                             f"service overloaded: {self.pending} requests in progress (limit {self.max_pending}, "
+                             f"SUMMARIZER_MAX_PENDING); retry after {self.retry_after_s}s",
+                             headers={"Retry-After": str(self.retry_after_s)})
             return
         self.pending += 1
         try:

@@ -54,19 +54,6 @@ class Role(StrEnum):
     IDLE = "idle"  # neither: loads no model (PyTorch on a machine without a GPU, by default)
 
 
-class ErrorReason(StrEnum):
-    """Why a request was refused with 503, for machines (load balancers, clients, load tests)."""
-
-    OVERLOADED = "overloaded"  # past SUMMARIZER_MAX_PENDING: retry after Retry-After (1 s)
-    UNAVAILABLE = "unavailable"  # no backend could answer: retry after Retry-After (5 s)
-
-
-class ErrorBody(BaseModel):
-    """The body of a 503: a message for people and a reason for machines."""
-
-    error: str
-    reason: ErrorReason
-
 class GenerationOptions(BaseModel):
     """Optional per-request generation settings; anything left out takes the model's default."""
 

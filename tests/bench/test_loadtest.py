@@ -30,7 +30,7 @@ def test_loadtest_smoke_run_reports_phases_batches_and_cost(tiny_model, bentoml_
     # 12 users against a limit of 4: refusals whose ErrorBody says "overloaded", each with Retry-After
     assert overload["outcomes"].get("503_overloaded", 0) > 0, overload["outcomes"]
     assert overload["rejections"]["with_retry_after"] == 1.0
-    assert json.loads(overload["rejections"]["first_body"])["reason"] == "overloaded"
+    assert json.loads(overload["rejections"]["first_body"])["code"] == "overloaded"
     assert data["batch_sizes"]["summarizer_onnx"]["batches"] > 0
     assert {r["instance"] for r in data["cost"]["rows"]} and data["cost"]["rows"][0]["usd_per_1k_requests"] > 0
     assert data["cold_start_s"] > 0 and data["memory_after"]["processes"] >= 2
@@ -53,7 +53,7 @@ def _records() -> list[dict]:
     for i in range(10):
         records.append({"t": 20 + i, "phase": "overload", "users": 8, "kind": "short", "status": 503,
                         "latency_s": 0.01, "reason": "overloaded", "retry_after": "1",
-                        "body": '{"error": "service overloaded", "reason": "overloaded"}'})
+                        "body": '{"code": "overloaded", "message": "service overloaded"}'})
     return records
 
 

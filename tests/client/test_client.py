@@ -93,7 +93,7 @@ def test_a_400_raises_service_error_with_the_services_message(summarizer, send, 
         send(summarizer)
     error = refused.value
     assert error.status == 400 and names in error.message
-    assert error.reason is None and error.retry_after_s is None
+    assert error.code is None and error.retry_after_s is None
     assert "\n" not in str(error) and summarizer.url in str(error)
 
 

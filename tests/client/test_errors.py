@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from client import AsyncSummarizerClient, ErrorReason, ServiceError, ServiceUnreachable, SummarizerClient
+from client import AsyncSummarizerClient, ErrorCode, ServiceError, ServiceUnreachable, SummarizerClient
 from harness import bentoml_serve, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +35,7 @@ def test_no_backend_is_a_503_with_its_reason_and_retry_after(failing_server):
     with SummarizerClient(failing_server.url) as client, pytest.raises(ServiceError) as refused:
         client.summarize(DIALOGUE)
     error = refused.value
-    assert (error.status, error.reason, error.retry_after_s) == (503, ErrorReason.UNAVAILABLE, 5.0)
+    assert (error.status, error.code, error.retry_after_s) == (503, ErrorCode.UNAVAILABLE, 5.0)
     assert "onnx" in error.message and not error.message.startswith("{")  # the body's text, not the JSON
 
     async def batch():
@@ -44,7 +44,7 @@ def test_no_backend_is_a_503_with_its_reason_and_retry_after(failing_server):
 
     with pytest.raises(ServiceError) as refused:
         asyncio.run(batch())
-    assert (refused.value.status, refused.value.reason) == (503, ErrorReason.UNAVAILABLE)
+    assert (refused.value.status, refused.value.code) == (503, ErrorCode.UNAVAILABLE)
 
 
 def test_connection_refused_names_the_url(closed_url):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from observability import telemetry
 from observability.collector import Received
-from serving.protocol import ErrorReason
+from serving.errors import ErrorCode
 from tests.observability.otel_checks import PUBLIC, tokens
 
 ROUTE, OUTCOME, BACKEND, ERROR_TYPE = telemetry.HTTP_ROUTE, telemetry.OUTCOME, telemetry.BACKEND, telemetry.ERROR_TYPE
@@ -58,8 +58,8 @@ def test_overloaded_and_unavailable_from_a_real_service(outage_run):
     """The only backend hangs: the first request waits for the primary timeout, then 503 "unavailable";
     one sent meanwhile is past SUMMARIZER_MAX_PENDING=1: 503 "overloaded" at once."""
     unavailable, overloaded, disconnected = outage_run.answers
-    assert unavailable.status == 503 and unavailable.body["reason"] == ErrorReason.UNAVAILABLE
-    assert overloaded.status == 503 and overloaded.body["reason"] == ErrorReason.OVERLOADED
+    assert unavailable.status == 503 and unavailable.body["code"] == ErrorCode.UNAVAILABLE
+    assert overloaded.status == 503 and overloaded.body["code"] == ErrorCode.OVERLOADED
     assert overloaded.seconds < unavailable.seconds
     assert disconnected.status == 0  # the client gave up after 0.3 s
     received = outage_run.received

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from serving.admission import AdmissionControl
-from serving.protocol import ErrorBody, ErrorReason
+from serving.errors import ErrorBody, ErrorCode
 
 pytestmark = pytest.mark.anyio
 
@@ -87,8 +87,8 @@ async def test_the_request_past_the_limit_gets_503_overloaded_at_once():
         body = messages[1]["body"]
         assert int(headers[b"content-length"]) == len(body)
         error = ErrorBody.model_validate(json.loads(body))
-        assert error.reason is ErrorReason.OVERLOADED
-        assert "SUMMARIZER_MAX_PENDING" in error.error and "limit 3" in error.error
+        assert error.code is ErrorCode.OVERLOADED
+        assert "SUMMARIZER_MAX_PENDING" in error.message and "limit 3" in error.message
     assert held.entered == 3, "a refused request never reaches the app"
     held.release.set()
     assert [status_of(m) for m in await asyncio.gather(*admitted)] == [200, 200, 200]

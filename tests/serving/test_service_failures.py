@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from harness import bentoml_serve
-from serving.protocol import ErrorBody, ErrorReason
+from serving.errors import ErrorBody, ErrorCode
 
 DIALOGUE = "Amanda: I baked cookies. Do you want some?\nJerry: Sure!\nAmanda: I'll bring you tomorrow :-)"
 PRIMARY_TIMEOUT_S = 2.0
@@ -28,7 +28,7 @@ def unavailable(response: httpx.Response) -> ErrorBody:
     assert response.status_code == 503, response.text
     assert response.headers["retry-after"] == "5"
     error = ErrorBody.model_validate(response.json())
-    assert error.reason is ErrorReason.UNAVAILABLE
+    assert error.code is ErrorCode.UNAVAILABLE
     return error
 
 
@@ -74,7 +74,7 @@ def test_past_max_pending_requests_get_503_overloaded_at_once(hung_primary):
     for response, seconds in rejected:
         assert response.headers["retry-after"] == "1"
         error = ErrorBody.model_validate(response.json())
-        assert error.reason is ErrorReason.OVERLOADED and "SUMMARIZER_MAX_PENDING" in error.error
+        assert error.code is ErrorCode.OVERLOADED and "SUMMARIZER_MAX_PENDING" in error.message
         assert seconds < PRIMARY_TIMEOUT_S, "refused at once, not after the primary timeout"
 
 
@@ -93,8 +93,8 @@ def test_without_a_fallback_an_error_is_a_503_unavailable(tiny_model, serve_env,
     env = serve_env(tiny_model, SUMMARIZER_INJECT_FAULT="onnx:error")  # ONNX primary; no fallback on a CPU
     with bentoml_serve(tmp_path / "serve.log", env) as served:
         error = unavailable(post(served.url))
-        assert "no fallback backend is configured (SUMMARIZER_FALLBACK)" in error.error
-        assert "InjectedFault" in error.error
+        assert "no fallback backend is configured (SUMMARIZER_FALLBACK)" in error.message
+        assert "InjectedFault" in error.message
 
 
 def test_when_both_backends_fail_the_answer_is_a_503_unavailable(tiny_model, serve_env, tmp_path):
@@ -103,6 +103,6 @@ def test_when_both_backends_fail_the_answer_is_a_503_unavailable(tiny_model, ser
     with bentoml_serve(tmp_path / "serve.log", env) as served:
         for route, body in (("/summarize", {"dialogue": DIALOGUE}), ("/summarize_batch", {"dialogues": [DIALOGUE]})):
             error = unavailable(post(served.url, route, **body))
-            assert error.error.startswith("no backend could summarize: torch backend failed (InjectedFault")
-            assert "fallback onnx failed too (InjectedFault" in error.error
+            assert error.message.startswith("no backend could summarize: torch backend failed (InjectedFault")
+            assert "fallback onnx failed too (InjectedFault" in error.message
         assert httpx.get(served.url + "/livez", timeout=10).status_code == 200, "failing requests do not kill it"
