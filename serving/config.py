@@ -84,6 +84,8 @@ class ServingConfig(BaseSettings):
     max_latency_ms: Annotated[int, Field(ge=10, le=600_000)] = 20_000
     max_pending_requests: Annotated[int, Field(validation_alias=_env("MAX_PENDING"), ge=1, le=100_000)] = 64
     request_timeout_s: Annotated[int, Field(ge=1, le=3600)] = 120
+    # Processes of the public (HTTP) service, sharing one socket: one killed, the others go on serving.
+    api_workers: Annotated[int, Field(ge=1, le=64)] = 2
     onnx_threads: Annotated[int, Field(ge=0, le=1024)] = 0  # 0: one per core
     torch_threads: Annotated[int, Field(ge=0, le=1024)] = 0
     faults: Annotated[Faults, NoDecode, Field(validation_alias=_env("INJECT_FAULT"))] = Faults()
