@@ -11,11 +11,11 @@ BentoML's store, default ``dialogue-bart-small:latest``): ``--clients`` clients 
 DialogSum test dialogues one after another for ``--seconds``; at a third of that the worker is SIGKILLed
 and BentoML respawns it.
 
-Reported per kind, times from the kill: requests, failures (and why), the requests in flight at the kill, the
-first summary answered after it (a retried one included), the first summary of a request sent after it (how
-long new requests are not served; it includes that request's own time, see the median before the kill), the
-slowest request sent after it (whether one waited out the respawn), and when the killed worker's
-replacement started and (a backend) answered.
+Reported per kind, times from the kill: requests, failures (and why), the requests in flight at the kill;
+when a new connection to the service got an answer again (GET /readyz, polled every 50 ms); the first
+summary answered after it (a retried one included); the first summary of a request sent after it (it
+includes that request's own time: compare the median before the kill); the slowest request sent after it
+(whether one waited out the respawn); when the killed worker's replacement started and (a backend) answered.
 Results: a table on stdout, JSON in bench/results/drill.json.
 """
 
@@ -32,6 +32,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import httpx
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 
@@ -74,6 +76,7 @@ class Kill:
     worker: Worker
     replacement_started: float | None = None
     replacement_answers: float | None = None
+    served_again: float | None = None  # a new connection to the public port got an answer
 
 
 def drill(url: str, root_pid: int, victim: str, dialogues: list[str], *, clients: int, seconds: float,
@@ -109,13 +112,27 @@ async def _drill(url: str, root_pid: int, victim: str, dialogues: list[str], cli
         await asyncio.sleep(kill_at_s)
         kill = Kill(time.monotonic(), workers[0])
         os.kill(kill.worker.pid, signal.SIGKILL)
+        probe = asyncio.create_task(served_again(kill))
         new = await asyncio.to_thread(replacement, root_pid, kill.worker)
         kill.replacement_started = time.monotonic()
         if kill.worker.socket_path:  # a backend: its replacement answers once it has loaded the model
             await asyncio.to_thread(wait_answering, kill.worker.socket_path)
             kill.replacement_answers = time.monotonic()
+        await probe
         log(f"killed {victim} worker {kill.worker.worker_id} (pid {kill.worker.pid}); replacement pid {new.pid}")
         return kill
+
+    async def served_again(kill: Kill) -> None:
+        """From the kill on, a fresh connection every 50 ms asks /readyz until one gets 200."""
+        while True:
+            try:
+                async with httpx.AsyncClient(timeout=timeout_s) as fresh:
+                    if (await fresh.get(url + "/readyz")).status_code == 200:
+                        kill.served_again = time.monotonic()
+                        return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.05)
 
     async with AsyncSummarizerClient(url, timeout_s=timeout_s, max_connections=clients) as client:
         kill, *_ = await asyncio.gather(killer(), *(one_client(client) for _ in range(clients)))
@@ -135,6 +152,7 @@ def figures(requests: list[Request], kill: Kill, start: float) -> dict:
     return {
         "requests": len(requests), "failures": len(failed), "errors": dict(Counter(r.error for r in failed)),
         "in_flight_at_kill": sum(r.started < kill.at <= r.ended for r in requests),
+        "served_again_s": since_kill(kill.served_again),
         "kill_at_s": round(kill.at - start, 3), "killed_pid": kill.worker.pid,
         # Any summary after the kill (a retried one included), then one of a request sent after it.
         "first_answer_after_kill_s": since_kill(min((r.ended for r in requests if r.ended >= kill.at
@@ -162,13 +180,14 @@ def _reason(exc: Exception) -> str:
 
 
 def render(results: dict) -> str:
-    header = ("kind", "requests", "failed", "in flight at kill", "first answer", "first new success",
+    header = ("kind", "requests", "failed", "in flight at kill", "served again", "first answer", "first new success",
               "slowest new request",
               "replacement started", "replacement answers")
     rows = [header]
     for name, r in results["kinds"].items():
         rows.append((KINDS[name].label if name in KINDS else name, str(r["requests"]), str(r["failures"]),
-                     str(r["in_flight_at_kill"]), fmt(r["first_answer_after_kill_s"], 1, " s"),
+                     str(r["in_flight_at_kill"]), fmt(r["served_again_s"], 2, " s"),
+                     fmt(r["first_answer_after_kill_s"], 1, " s"),
                      fmt(r["first_success_after_kill_s"], 1, " s"),
                      fmt(r["slowest_after_kill_s"], 1, " s"), fmt(r["replacement_started_s"], 1, " s"),
                      fmt(r["replacement_answers_s"], 1, " s")))

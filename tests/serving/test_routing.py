@@ -82,7 +82,8 @@ def onnx_backend(**behaviour) -> FakeBackend:
     return FakeBackend(ONNX, EngineName.ONNX_CPU, **behaviour)
 
 
-def router(primary: FakeBackend, fallback: FakeBackend | None, timeout_s: float = 5.0, **options) -> tuple[Router, list]:
+def router(primary: FakeBackend, fallback: FakeBackend | None, timeout_s: float = 5.0,
+           **options) -> tuple[Router, list]:
     seen: list[BackendFailure] = []
     return Router(primary.backend, fallback.backend if fallback else None, timeout_s, on_fallback=seen.append,
                   **options), seen
