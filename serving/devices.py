@@ -2,7 +2,7 @@
 so the code asks CUDA itself; every process asks the same question and so agrees on the routing.
 
 The question is asked without importing PyTorch: the public service's API workers only route, and importing
-torch there cost each of them about 100 MB (measured with the drill's process tree, README "When a worker
+torch there made each one 120 MB bigger (USS 194 MB with it, 73 MB without; README "When a worker
 dies"). PyTorch can use CUDA when its CUDA build is installed (``torch/lib/libtorch_cuda.so``) and the
 driver sees a device (``cuInit`` and ``cuDeviceGetCount`` of libcuda, which honour CUDA_VISIBLE_DEVICES).
 """
