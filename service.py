@@ -17,7 +17,7 @@ import bentoml
 from model_store.store import get_model
 from observability import telemetry
 from observability.middleware import RequestTelemetry
-from serving import request_timeout
+from serving import log_privacy, request_timeout
 from serving.admission import AdmissionControl
 from serving.auth import ApiKeyAuth, tag_span
 from serving.backends import BackendWorker
@@ -33,6 +33,7 @@ from serving.routing import Backend, BackendUnavailable, Router
 
 # Before BentoML builds the apps: its timeout middleware kept every request's objects alive for the timeout.
 request_timeout.install()
+log_privacy.install()  # BentoML logs a refused body's values with its traceback; only the error types remain
 CONFIG = ServingConfig.load()  # once per process, from SUMMARIZER_*; passed to what needs it
 SummarizeRequest, SummarizeBatchRequest = request_models(CONFIG.limits)
 telemetry.configure_bentoml()  # OTLP from the OTEL_* variables; off (and free) without an endpoint
