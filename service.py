@@ -19,7 +19,7 @@ from observability import telemetry
 from observability.middleware import RequestTelemetry
 from serving import log_privacy, request_timeout
 from serving.admission import AdmissionControl
-from serving.auth import ApiKeyAuth, tag_span
+from serving.auth import ApiKeyAuth
 from serving.backends import BackendWorker
 from serving.config import ServingConfig
 from serving.devices import cuda_available
@@ -175,7 +175,7 @@ def _unavailable(exc: BackendUnavailable):
 if telemetry.enabled():  # outermost of ours: also counts what admission control and validation reject
     DialogueSummarizer.add_asgi_middleware(RequestTelemetry, paths=["/summarize", "/summarize_batch"])
 if (api_keys := CONFIG.key_source()) is not None:  # before admission: a flood without a key takes no capacity
-    DialogueSummarizer.add_asgi_middleware(ApiKeyAuth, keys=api_keys, on_key=tag_span,
+    DialogueSummarizer.add_asgi_middleware(ApiKeyAuth, keys=api_keys, on_key=telemetry.on_api_key,
                                            rate_limit_per_minute=CONFIG.rate_limit_per_minute,
                                            protect_metrics=CONFIG.metrics_require_key)
 DialogueSummarizer.add_asgi_middleware(AdmissionControl, max_pending=CONFIG.max_pending_requests,

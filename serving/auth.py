@@ -10,7 +10,8 @@ the last keys it had (fail closed: an empty file admits nobody).
 A key is compared with every accepted key in constant time (``hmac.compare_digest`` on their SHA-256
 digests, no early exit), so neither the timing nor the answer says which key was close. Requests are
 attributed to a key id, the first 12 hex digits of the key's SHA-256 (``printf %s KEY | sha256sum``):
-set on the request's server span (``summarizer.api_key.id``) and in the ASGI scope's state. The key itself
+in the ASGI scope's state (``api_key_id``) and passed to ``on_key`` (service.py: telemetry puts it on the
+request's server span). The key itself
 is never logged, traced or echoed.
 
 With ``SUMMARIZER_RATE_LIMIT_PER_MINUTE``, each key has a token bucket of that many requests, refilled
@@ -40,7 +41,6 @@ KEY_ID_DIGITS = 12
 MIN_KEY_CHARS = 16
 GENERATE_HINT = "generate one with: python -c \"import secrets; print(secrets.token_urlsafe(32))\""
 CHALLENGE = 'Bearer realm="summarizer"'
-SPAN_ATTRIBUTE = "summarizer.api_key.id"
 
 
 class ApiKeyError(ValueError):
@@ -244,12 +244,5 @@ def from_config(env_keys: str | None, path: str | Path | None) -> KeySource | No
     return KeySource(parse_env_keys(env_keys or ""), path)
 
 
-def tag_span(kid: str) -> None:
-    """Attribute the request's server span (BentoML's, around this middleware) to the key id."""
-    from opentelemetry import trace
-
-    trace.get_current_span().set_attribute(SPAN_ATTRIBUTE, kid)
-
-
 __all__ = ["ApiKeyAuth", "KeySet", "KeySource", "ApiKeyError", "RateLimiter", "bearer_token", "from_config",
-           "key_id", "tag_span"]
+           "key_id"]

@@ -26,7 +26,8 @@ import pytest
 
 from harness import ManagedProcess, bentoml_serve
 from observability.collector import Collector
-from observability.names import CAPTURE_CONTENT_ENV
+from observability.names import API_KEY_ID, CAPTURE_CONTENT_ENV
+from serving.auth import key_id
 from tests.observability.otel_checks import otel_env
 
 MAX_CHARS = 2000
@@ -156,6 +157,8 @@ def test_the_runs_answered_and_exported(runs):
         recorded = [s.attributes["http.request.header.authorization"] for s in spans
                     if "http.request.header.authorization" in s.attributes]
         assert recorded and all(value == ["[REDACTED]"] for value in recorded), recorded
+        # ... and the request is attributed to the key by its id (a hash prefix) on the server span.
+        assert any(s.attributes.get(API_KEY_ID) == key_id(API_KEY) for s in spans if s.kind == "SERVER")
 
 
 def test_no_dialogue_summary_or_key_anywhere_without_content_capture(runs, bentoml_home):
