@@ -214,10 +214,13 @@ class ApiKeyAuth:
         self.on_key = on_key
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope.get("path") in self.open_paths:
-            return await self.app(scope, receive, send)
+        if scope["type"] not in ("http", "websocket") or scope.get("path") in self.open_paths:
+            return await self.app(scope, receive, send)  # lifespan events, probes
         token = bearer_token(scope.get("headers", ()))
         kid = self.keys.keys().match(token) if token is not None else None
+        if kid is None and scope["type"] == "websocket":  # none are served, but none may pass without a key
+            await send({"type": "websocket.close", "code": 1008})
+            return
         if kid is None:
             message = ("a valid API key is required: send 'Authorization: Bearer <key>'" if token is None
                        else "the API key is not valid")
@@ -228,6 +231,9 @@ class ApiKeyAuth:
             self.on_key(kid)
         if self.limiter is not None:
             wait_s = self.limiter.retry_after_s(kid)
+            if wait_s and scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1013})  # "try again later"
+                return
             if wait_s:
                 await send_error(send, 429, ErrorCode.RATE_LIMITED,
                                  f"rate limit of {self.limiter.per_minute} requests per minute for this API key "

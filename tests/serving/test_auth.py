@@ -108,6 +108,13 @@ async def test_the_middleware_answers_401_429_and_lets_probes_and_metrics_throug
     assert (await call(app, "/model", bearer))[0] == 200
     status, headers, body = await call(app, "/model", bearer)
     assert (status, headers["retry-after"], body["code"]) == (429, "30", "rate_limited")
+    closed = []
+
+    async def collect(message):
+        closed.append(message)
+
+    await app({"type": "websocket", "path": "/summarize", "headers": []}, None, collect)
+    assert closed == [{"type": "websocket.close", "code": 1008}]
     protected = ApiKeyAuth(ok_app, KeySource([KEY]), protect_metrics=True)
     assert (await call(protected, "/metrics", []))[0] == 401
 
