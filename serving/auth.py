@@ -141,7 +141,8 @@ class KeySource:
             return
         self._keys = KeySet.of([*self.env_keys, *file_keys])
         if self._stamp is not None:
-            logger.info("API keys reloaded from %s: %d keys", self.path, len(self._keys))
+            level = logging.INFO if len(self._keys) else logging.WARNING  # none: every request gets 401
+            logger.log(level, "API keys reloaded from %s: %d keys", self.path, len(self._keys))
         self._stamp = stamp
 
 
