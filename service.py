@@ -17,8 +17,9 @@ import bentoml
 from model_store.store import get_model
 from observability import telemetry
 from observability.middleware import RequestTelemetry
-from serving import request_timeout
+from serving import log_privacy, request_timeout
 from serving.admission import AdmissionControl
+from serving.auth import ApiKeyAuth
 from serving.backends import BackendWorker
 from serving.config import ServingConfig
 from serving.devices import cuda_available
@@ -32,6 +33,7 @@ from serving.routing import Backend, BackendUnavailable, Router
 
 # Before BentoML builds the apps: its timeout middleware kept every request's objects alive for the timeout.
 request_timeout.install()
+log_privacy.install()  # BentoML logs a refused body's values with its traceback; only the error types remain
 CONFIG = ServingConfig.load()  # once per process, from SUMMARIZER_*; passed to what needs it
 SummarizeRequest, SummarizeBatchRequest = request_models(CONFIG.limits)
 telemetry.configure_bentoml()  # OTLP from the OTEL_* variables; off (and free) without an endpoint
@@ -174,5 +176,9 @@ def _unavailable(exc: BackendUnavailable):
 
 if telemetry.enabled():  # outermost of ours: also counts what admission control and validation reject
     DialogueSummarizer.add_asgi_middleware(RequestTelemetry, paths=["/summarize", "/summarize_batch"])
+if (api_keys := CONFIG.key_source()) is not None:  # before admission: a flood without a key takes no capacity
+    DialogueSummarizer.add_asgi_middleware(ApiKeyAuth, keys=api_keys, on_key=telemetry.on_api_key,
+                                           rate_limit_per_minute=CONFIG.rate_limit_per_minute,
+                                           protect_metrics=CONFIG.metrics_require_key)
 DialogueSummarizer.add_asgi_middleware(AdmissionControl, max_pending=CONFIG.max_pending_requests,
                                        paths=["/summarize", "/summarize_batch"])

@@ -18,16 +18,20 @@ class SummarizerClient:
     an unreachable service may keep a call waiting. A request whose connection was refused or dropped before
     an answer (the service's worker died) is sent again ``retries`` times; a timed-out one never is. Failures
     raise ``ServiceUnreachable``/``ServiceError``.
+    ``api_key`` (else the SUMMARIZER_API_KEY environment variable) is sent as ``Authorization: Bearer``
+    when the service requires keys; a missing or wrong one is ``ServiceError(code="unauthorized")``, a key
+    past its rate limit ``ServiceError(code="rate_limited", retry_after_s=...)``.
     """
 
     def __init__(self, url: str = wire.DEFAULT_URL, *, timeout_s: float = 120.0,
-                 connect_timeout_s: float = 2.0, retries: int = wire.RETRIES) -> None:
+                 connect_timeout_s: float = 2.0, api_key: str | None = None, retries: int = wire.RETRIES) -> None:
         if retries < 0:
             raise ValueError(f"retries must be 0 or more, e.g. {wire.RETRIES}; got {retries}")
         self.url = wire.service_url(url)
         self._retries = retries
         self._timeout = wire.timeouts(timeout_s, connect_timeout_s)
-        self._http = httpx.Client(base_url=self.url, timeout=self._timeout)
+        self._http = httpx.Client(base_url=self.url, timeout=self._timeout,
+                                  headers=wire.auth_headers(api_key))
 
     def summarize(self, dialogue: str, generation: wire.Generation = None) -> Summary:
         """One dialogue's summary; ``generation`` overrides the model's defaults for this request."""
