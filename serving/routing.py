@@ -123,6 +123,8 @@ class Router:
             failure = self._down[self.primary.name].failure
             self._fell_back(failure, "is down")
             return await self._retry_on_fallback(jobs, failure, deadline, retried=False)
+        if self.primary.name in self._down:  # and no other backend to ask: wait for it, not its timeout
+            await self._until_answering(self.primary, deadline)
         try:
             results = await asyncio.wait_for(self._call(self.primary, jobs), timeout=self.primary_timeout_s)
             return Routed(results, self.primary.name, fallback=False)
@@ -182,6 +184,18 @@ class Router:
                                      f"({_describe(second)})", [*first_failures, second])
         return Routed(results, backend.name, fallback=backend is not self.primary, primary_failure=primary_failure,
                       retried=True)
+
+    async def _until_answering(self, backend: Backend, deadline: float) -> None:
+        """Until a down ``backend`` answers its status again; BackendUnavailable past ``deadline``."""
+        down = self._down.get(backend.name)
+        if down is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(down.back.wait()), max(0.0, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            raise BackendUnavailable(f"{backend.name} backend is down ({_describe(down.failure)}) and did not "
+                                     f"answer again within the request's {self.deadline_s:g}s deadline",
+                                     [down.failure]) from None
 
     def _fell_back(self, failure: BackendFailure, how: str) -> None:
         logger.warning("primary backend %s %s (%s); falling back to %s", self.primary.name, how, _describe(failure),

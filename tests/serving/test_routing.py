@@ -345,3 +345,31 @@ async def test_concurrent_requests_of_a_crashed_batch_are_all_retried():
     primary.up.set()
     routed = await asyncio.wait_for(asyncio.gather(*tasks), 2.0)
     assert all(r.retried and r.backend == ONNX for r in routed) and len(primary.calls) == 8
+
+
+async def test_without_a_fallback_a_new_request_waits_for_a_down_backend_instead_of_its_timeout():
+    primary = onnx_backend(crashes=1)
+    primary.up.clear()
+    route, _ = router(primary, None, timeout_s=0.2)  # a respawn outlasts the primary timeout
+    first = asyncio.create_task(route.generate(JOBS))
+    await until(lambda: ONNX in route.down())
+    second = asyncio.create_task(route.generate(JOBS))
+    await asyncio.sleep(0.4)
+    assert len(primary.calls) == 1 and not second.done(), "no call to the down backend: it would only wait"
+    primary.up.set()
+    routed = await asyncio.wait_for(second, 2.0)
+    assert (routed.backend, routed.retried) == (ONNX, False)
+    assert (await first).retried
+
+
+async def test_a_new_request_waits_for_a_down_backend_no_longer_than_its_deadline():
+    primary = onnx_backend(crashes=1)
+    primary.up.clear()
+    route, _ = router(primary, None, deadline_s=0.3)
+    first = asyncio.create_task(route.generate(JOBS))
+    await until(lambda: ONNX in route.down())
+    with pytest.raises(BackendUnavailable, match="did not answer again") as raised:
+        await route.generate(JOBS)
+    assert [f.error_type for f in raised.value.failures] == ["ServerDisconnectedError"]
+    with pytest.raises(BackendUnavailable):
+        await first
