@@ -174,6 +174,11 @@ class ServingConfig(BaseSettings):
     def limits(self) -> RequestLimits:
         return RequestLimits(max_dialogue_chars=self.max_dialogue_chars, max_list_items=self.max_list_items)
 
+    @property
+    def pod_admission_limit(self) -> int:
+        """Requests one service (pod) admits at once: each API worker counts its own SUMMARIZER_MAX_PENDING."""
+        return self.max_pending_requests * self.api_workers
+
     def routing(self, cuda_available: bool) -> tuple[BackendName, BackendName | None]:
         """(primary, fallback) backends for this machine."""
         primary = BackendName(self.primary) if self.primary != "auto" else (

@@ -182,3 +182,11 @@ ROUTING = [
 def test_routing_for_each_setting_and_machine(environment, primary, fallback, cuda, expected):
     config = environment(SUMMARIZER_PRIMARY=primary, SUMMARIZER_FALLBACK=fallback)
     assert config.routing(cuda_available=cuda) == expected
+
+
+def test_two_api_workers_by_default_each_counting_its_own_admission_limit():
+    assert ServingConfig.load({}).api_workers == 2
+    config = ServingConfig.load({"SUMMARIZER_MAX_PENDING": "5", "SUMMARIZER_API_WORKERS": "3"})
+    assert (config.api_workers, config.pod_admission_limit) == (3, 15)
+    with pytest.raises(ConfigError, match="SUMMARIZER_API_WORKERS='0': Input should be greater than or equal to 1"):
+        ServingConfig.load({"SUMMARIZER_API_WORKERS": "0"})
