@@ -9,6 +9,7 @@ Both backends expose a batchable ``generate`` so BentoML's adaptive batching gro
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Optional
 
@@ -179,8 +180,13 @@ async def _model_route(_request) -> JSONResponse:
     return JSONResponse((await bentoml.get_current_service().model_info()).model_dump(mode="json"))
 
 
+@functools.cache
+def _openapi() -> dict:
+    return published_spec(DialogueSummarizer, REQUEST_MODELS, ModelInfo)
+
+
 async def _openapi_route(_request) -> JSONResponse:
-    return JSONResponse(published_spec(DialogueSummarizer, REQUEST_MODELS, ModelInfo))
+    return JSONResponse(_openapi())
 
 
 # Mounted after BentoML's own routes and before its /docs.json, which this one replaces (serving/openapi.py).

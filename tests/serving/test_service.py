@@ -192,6 +192,31 @@ def test_health_endpoints_and_model_info(server, tiny_model):
     assert by_backend["torch"]["loaded"] is False  # no GPU: PyTorch stays out of the way
 
 
+def test_the_published_openapi_tells_the_truth(server):
+    spec = httpx.get(server.url + "/docs.json").json()
+    schemas = spec["components"]["schemas"]
+    batch = schemas["SummarizeBatchRequest"]
+    dialogues = batch["properties"]["dialogues"]
+    assert (dialogues["minItems"], dialogues["maxItems"]) == (1, 32) and batch["additionalProperties"] is False
+    assert (dialogues["items"]["minLength"], dialogues["items"]["maxLength"]) == (1, 20_000)
+    assert dialogues["items"]["pattern"].startswith("[^")
+    generation = batch["properties"]["generation"]
+    assert generation["nullable"] is True  # BentoML's document lost the Optional
+    options = schemas["GenerationOptions"]
+    assert options["additionalProperties"] is False
+    assert (options["properties"]["num_beams"]["minimum"], options["properties"]["num_beams"]["maximum"]) == (1, 8)
+    assert set(spec["paths"]["/model"]) == {"get"}
+    for route in ("/summarize", "/summarize_batch"):
+        responses = spec["paths"][route]["post"]["responses"]
+        assert {"400", "408", "413", "415", "500", "503", "504"} <= set(responses)
+    for route, item in spec["paths"].items():
+        for method, operation in item.items():
+            for status, answer in operation["responses"].items():
+                if int(status) >= 400:
+                    assert answer["content"]["application/json"]["schema"] == {
+                        "$ref": "#/components/schemas/ErrorBody"}, (method, route, status)
+
+
 def test_batching_can_be_turned_off(tiny_model, serve_env, tmp_path):
     with bentoml_serve(tmp_path / "serve.log", serve_env(tiny_model, SUMMARIZER_MAX_BATCH_SIZE="1")) as served:
         with bentoml.SyncHTTPClient(served.url) as client:
