@@ -21,8 +21,9 @@ from starlette.routing import Route
 from model_store.store import get_model
 from observability import telemetry
 from observability.middleware import RequestTelemetry
-from serving import request_timeout
+from serving import log_privacy, request_timeout
 from serving.admission import AdmissionControl
+from serving.auth import ApiKeyAuth
 from serving.backends import BackendWorker
 from serving.body_limits import BodyLimits
 from serving.config import ServingConfig
@@ -39,6 +40,7 @@ from serving.validation_errors import RequestValidation
 
 # Before BentoML builds the apps: its timeout middleware kept every request's objects alive for the timeout.
 request_timeout.install()
+log_privacy.install()  # BentoML logs a refused body's values with its traceback; only the error types remain
 CONFIG = ServingConfig.load()  # once per process, from SUMMARIZER_*; passed to what needs it
 SummarizeRequest, SummarizeBatchRequest = request_models(CONFIG.limits)
 REQUEST_MODELS = {"/summarize": SummarizeRequest, "/summarize_batch": SummarizeBatchRequest}
@@ -197,6 +199,11 @@ DialogueSummarizer.mount_asgi_app(Starlette(routes=[Route("/model", _model_route
 if telemetry.enabled():  # outermost of ours: also counts what the others reject
     DialogueSummarizer.add_asgi_middleware(RequestTelemetry, paths=list(REQUEST_MODELS))
 DialogueSummarizer.add_asgi_middleware(ErrorBodies)  # BentoML's and Starlette's own errors as ErrorBody
+if (api_keys := CONFIG.key_source()) is not None:  # before the body is read and before admission: a flood
+    # without a key takes no capacity
+    DialogueSummarizer.add_asgi_middleware(ApiKeyAuth, keys=api_keys, on_key=telemetry.on_api_key,
+                                           rate_limit_per_minute=CONFIG.rate_limit_per_minute,
+                                           protect_metrics=CONFIG.metrics_require_key)
 DialogueSummarizer.add_asgi_middleware(BodyLimits, max_bytes=CONFIG.body_limit(1), timeout_s=CONFIG.body_timeout_s,
                                        max_bytes_by_path={"/summarize_batch": CONFIG.body_limit(CONFIG.max_list_items)})
 DialogueSummarizer.add_asgi_middleware(RequestValidation, models=REQUEST_MODELS)  # bad input never takes a slot

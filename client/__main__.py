@@ -4,7 +4,9 @@
     python -m client dialogues.jsonl --url http://host:3000 --json   # JSON Lines with a "dialogue" field
 
 Sends the dialogues in batches of at most --batch (the service's list endpoint) and prints one summary
-per dialogue, or one JSON object per line with --json. Exit status: 0 done, 2 a file, a setting or the
+per dialogue, or one JSON object per line with --json. When the service requires API keys, the key is
+read from the SUMMARIZER_API_KEY environment variable (never from the command line: it would show in
+``ps`` and the shell's history). Exit status: 0 done, 2 a file, a setting or the
 service failed (one line on stderr says which and why).
 """
 
@@ -48,7 +50,9 @@ def read_dialogues(paths: list[str]) -> list[tuple[str, str]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m client", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m client", description=__doc__.split("\n\n")[0],
+                                     epilog=f"API key: the {wire.API_KEY_ENV} environment variable, when the "
+                                            "service requires one.")
     parser.add_argument("files", nargs="+", help=".txt (one dialogue) or .jsonl (field 'dialogue') files")
     parser.add_argument("--url", default=wire.DEFAULT_URL, help="service URL (default: %(default)s)")
     parser.add_argument("--batch", type=int, default=16, help="dialogues per request (1 to the service's limit)")

@@ -15,16 +15,20 @@ from serving.protocol import Summary, SummaryBatch
 
 
 class AsyncSummarizerClient:
-    """A running summarizer at ``url``, for asyncio; close with ``await close()`` or ``async with``."""
+    """A running summarizer at ``url``, for asyncio; close with ``await close()`` or ``async with``.
+
+    ``api_key``: as SummarizerClient's (else the SUMMARIZER_API_KEY environment variable).
+    """
 
     def __init__(self, url: str = wire.DEFAULT_URL, *, timeout_s: float = 120.0, connect_timeout_s: float = 2.0,
-                 max_connections: int = 256) -> None:
+                 max_connections: int = 256, api_key: str | None = None) -> None:
         if max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, e.g. 256; got {max_connections}")
         self.url = wire.service_url(url)
         self._timeout = wire.timeouts(timeout_s, connect_timeout_s)
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        self._http = httpx.AsyncClient(base_url=self.url, timeout=self._timeout, limits=limits)
+        self._http = httpx.AsyncClient(base_url=self.url, timeout=self._timeout,
+                                       headers=wire.auth_headers(api_key), limits=limits)
 
     async def summarize(self, dialogue: str, generation: wire.Generation = None) -> Summary:
         """One dialogue's summary; ``generation`` overrides the model's defaults for this request."""

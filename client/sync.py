@@ -15,13 +15,17 @@ class SummarizerClient:
 
     ``timeout_s`` bounds each answer (a long batch on a CPU takes seconds), ``connect_timeout_s`` how long
     an unreachable service may keep a call waiting. Failures raise ``ServiceUnreachable``/``ServiceError``.
+    ``api_key`` (else the SUMMARIZER_API_KEY environment variable) is sent as ``Authorization: Bearer``
+    when the service requires keys; a missing or wrong one is ``ServiceError(code="unauthorized")``, a key
+    past its rate limit ``ServiceError(code="rate_limited", retry_after_s=...)``.
     """
 
     def __init__(self, url: str = wire.DEFAULT_URL, *, timeout_s: float = 120.0,
-                 connect_timeout_s: float = 2.0) -> None:
+                 connect_timeout_s: float = 2.0, api_key: str | None = None) -> None:
         self.url = wire.service_url(url)
         self._timeout = wire.timeouts(timeout_s, connect_timeout_s)
-        self._http = httpx.Client(base_url=self.url, timeout=self._timeout)
+        self._http = httpx.Client(base_url=self.url, timeout=self._timeout,
+                                  headers=wire.auth_headers(api_key))
 
     def summarize(self, dialogue: str, generation: wire.Generation = None) -> Summary:
         """One dialogue's summary; ``generation`` overrides the model's defaults for this request."""

@@ -5,6 +5,7 @@ Kept free of I/O so both clients send and read exactly the same thing.
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Mapping, Sequence
 from typing import TypeVar
@@ -17,6 +18,7 @@ from serving.errors import ErrorBody
 from serving.protocol import GenerationOptions
 
 DEFAULT_URL = "http://localhost:3000"
+API_KEY_ENV = "SUMMARIZER_API_KEY"
 PROBE_TIMEOUT_S = 5.0
 Answer = TypeVar("Answer", bound=BaseModel)
 Generation = GenerationOptions | Mapping | None
@@ -31,6 +33,18 @@ def service_url(url: str) -> str:
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise ValueError(f"the summarizer URL must be http(s)://HOST[:PORT], e.g. {DEFAULT_URL}; got {url!r}")
     return str(url).rstrip("/")
+
+
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    """``Authorization: Bearer`` with ``api_key``, else with $SUMMARIZER_API_KEY; none when neither is set."""
+    key = api_key if api_key is not None else os.environ.get(API_KEY_ENV, "").strip()
+    if not key:
+        return {}
+    if not all(33 <= ord(c) <= 126 for c in key):
+        # Said without the key: error messages end up in logs.
+        raise ValueError(f"the API key ({'api_key=' if api_key is not None else API_KEY_ENV}) may only hold "
+                         "printable ASCII characters without spaces")
+    return {"Authorization": f"Bearer {key}"}
 
 
 def timeouts(timeout_s: float, connect_timeout_s: float) -> httpx.Timeout:

@@ -63,6 +63,7 @@ class OtlpSink:
         self.spans: list[Span] = []
         self.points: list[Point] = []
         self.errors: list[str] = []
+        self.bodies: list[bytes] = []  # every request body as received (decompressed): what went over the wire
         self.on_received = on_received
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -96,6 +97,8 @@ class OtlpSink:
         return self
 
     def accept(self, path: str, body: bytes) -> int:
+        with self._lock:
+            self.bodies.append(body)
         decode = DECODERS.get(path)
         if decode is None:
             return 404 if path != "/v1/logs" else 200  # logs: accepted and dropped (the service sends none)
@@ -119,6 +122,11 @@ class OtlpSink:
             if self.errors:
                 raise AssertionError(f"the collector forwarded OTLP that does not decode: {self.errors[:3]}")
             return Received(list(self.spans), list(self.points))
+
+    def raw(self) -> list[bytes]:
+        """The bodies of every export request received, logs included, decoded or not."""
+        with self._lock:
+            return list(self.bodies)
 
     def stop(self) -> None:
         if self._server is not None:

@@ -91,6 +91,7 @@ GEN_AI_INPUT_MESSAGES = "gen_ai.input.messages"
 GEN_AI_OUTPUT_MESSAGES = "gen_ai.output.messages"
 OPERATION = "text_completion"  # the GenAI well-known operation closest to seq2seq summarization
 ERROR_TYPE = "error.type"
+API_KEY_ID = "summarizer.api_key.id"  # the SHA-256 prefix of the request's API key, never the key
 HTTP_ROUTE = "http.route"
 BACKEND = "summarizer.backend"
 OUTCOME = "summarizer.outcome"

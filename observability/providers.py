@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Optional, Sequence
+from typing import Any, Iterator, Mapping, MutableMapping, Optional, Sequence
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -40,6 +40,7 @@ def configure_bentoml() -> bool:
     becomes a proxy of the global one that ``start`` sets, so BentoML's server spans, which continue the
     caller's ``traceparent``, are exported with ours, in the same traces.
     """
+    redact_credential_headers()
     if not settings().traces:
         return False
     from opentelemetry.util.http import ExcludeList, get_excluded_urls
@@ -51,6 +52,20 @@ def configure_bentoml() -> bool:
     BentoMLContainer.tracing_excluded_urls.set(excluded if excluded is not None and excluded._excluded_urls
                                                else ExcludeList(list(UNTRACED_PATHS)))
     return True
+
+
+# Request headers that carry credentials (the API key among them).
+CREDENTIAL_HEADERS = ("authorization", "proxy-authorization", "x-api-key", "cookie", "set-cookie")
+SANITIZE_HEADERS_ENV = "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS"
+
+
+def redact_credential_headers(environ: MutableMapping[str, str] = os.environ) -> None:
+    """An operator may record request headers on server spans (OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_
+    SERVER_REQUEST=".*"); the ASGI instrumentation then writes "[REDACTED]" for the headers of its sanitize
+    list, which this extends with the credential headers, so an API key is never traced. Read by the
+    instrumentation when BentoML builds its apps, after the service module is imported."""
+    listed = [h.strip() for h in environ.get(SANITIZE_HEADERS_ENV, "").split(",") if h.strip()]
+    environ[SANITIZE_HEADERS_ENV] = ",".join(dict.fromkeys([*listed, *CREDENTIAL_HEADERS]))
 
 
 @dataclass

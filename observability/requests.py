@@ -19,7 +19,7 @@ from typing import Any, Iterator, Optional, Sequence
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from observability.names import (BACKEND, ERROR_TYPE, ERRORS, GEN_AI_INPUT_MESSAGES, GEN_AI_INPUT_TOKENS,
+from observability.names import (API_KEY_ID, BACKEND, ERROR_TYPE, ERRORS, GEN_AI_INPUT_MESSAGES, GEN_AI_INPUT_TOKENS,
                                  GEN_AI_MAX_TOKENS, GEN_AI_OPERATION, GEN_AI_OUTPUT_MESSAGES, GEN_AI_OUTPUT_TOKENS,
                                  GEN_AI_REQUEST_MODEL, GEN_AI_RESPONSE_MODEL, GEN_AI_TOKEN_TYPE, HTTP_ROUTE,
                                  OPERATION, OUTCOME, REQUEST_DURATION, REQUEST_TOKENS, REQUESTS, REQUESTS_IN_FLIGHT)
@@ -43,6 +43,12 @@ class RequestState:
 
 
 _request: ContextVar[Optional[RequestState]] = ContextVar("summarizer_request", default=None)
+
+
+def on_api_key(key_id: str) -> None:
+    """The API key middleware's hook: the request's server span (BentoML's, around our middlewares) says
+    which key sent it, by its id."""
+    trace.get_current_span().set_attribute(API_KEY_ID, key_id)
 
 
 def begin_request(route: str) -> tuple[RequestState, Any] | None:

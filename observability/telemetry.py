@@ -30,7 +30,7 @@ from observability.backend_calls import on_fallback, traced_call
 from observability.batches import BatchTelemetry
 from observability.names import *  # noqa: F401,F403 - the names are part of this facade
 from observability.providers import active, configure_bentoml, current, shutdown, span, start
-from observability.requests import begin_request, end_request, summarize
+from observability.requests import begin_request, end_request, on_api_key, summarize
 from observability.settings import TelemetrySettings, enabled, settings
 
 
@@ -40,5 +40,5 @@ def engine_observer() -> BatchTelemetry:
 
 
 __all__ = ["BatchTelemetry", "TelemetrySettings", "active", "begin_request", "configure_bentoml", "current",
-           "enabled", "end_request", "engine_observer", "on_fallback", "settings", "shutdown", "span", "start",
-           "summarize", "traced_call"]
+           "enabled", "end_request", "engine_observer", "on_api_key", "on_fallback", "settings", "shutdown", "span",
+           "start", "summarize", "traced_call"]

@@ -11,14 +11,18 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from contextvars import ContextVar
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Optional
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pathlib import Path
+
+from pydantic import (AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator,
+                      model_validator)
 from pydantic_settings import (BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource,
                                SettingsConfigDict)
 from pydantic_settings.sources.utils import parse_env_vars
 
 from model_store.layout import DEFAULT_MODEL_NAME
+from serving import auth
 from serving.protocol import BackendName, RequestLimits
 
 ENV_PREFIX = "SUMMARIZER_"
@@ -90,6 +94,43 @@ class ServingConfig(BaseSettings):
     onnx_threads: Annotated[int, Field(ge=0, le=1024)] = 0  # 0: one per core
     torch_threads: Annotated[int, Field(ge=0, le=1024)] = 0
     faults: Annotated[Faults, NoDecode, Field(validation_alias=_env("INJECT_FAULT"))] = Faults()
+    # API keys (serving/auth.py): off unless one of these is set. A SecretStr: never printed, not even in
+    # a configuration error.
+    api_keys: Optional[SecretStr] = None
+    api_keys_file: Optional[Path] = None
+    # /metrics stays open by default, like TGI's and Triton's: Prometheus scrapes it without credentials
+    # and it carries no request content. True: it needs a key too.
+    metrics_require_key: bool = False
+    rate_limit_per_minute: Annotated[int, Field(ge=0, le=1_000_000)] = 0  # per API key and API worker; 0: off
+
+    @field_validator("api_keys")
+    @classmethod
+    def _usable_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            auth.parse_env_keys(value.get_secret_value())
+        return value
+
+    @field_validator("api_keys_file")
+    @classmethod
+    def _readable_keys_file(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            auth.KeySource(path=value)  # raises with the file's line, never the key
+        return value
+
+    @model_validator(mode="after")
+    def _rate_limit_needs_keys(self) -> ServingConfig:
+        if self.rate_limit_per_minute and not self.api_keys_on:
+            raise ValueError("SUMMARIZER_RATE_LIMIT_PER_MINUTE limits each API key: set SUMMARIZER_API_KEYS or "
+                             "SUMMARIZER_API_KEYS_FILE too (or 0 to switch it off)")
+        return self
+
+    @property
+    def api_keys_on(self) -> bool:
+        return self.api_keys is not None or self.api_keys_file is not None
+
+    def key_source(self) -> auth.KeySource | None:
+        """The accepted API keys (the file re-read when it changes), or None when API keys are off."""
+        return auth.from_config(self.api_keys.get_secret_value() if self.api_keys else None, self.api_keys_file)
 
     @field_validator("model_tag")
     @classmethod
@@ -153,6 +194,10 @@ class ServingConfig(BaseSettings):
         return primary, (fallback if fallback is not primary else None)
 
 
+# Settings whose values a configuration error must not print.
+SECRET_VARIABLES = frozenset({ENV_PREFIX + "API_KEYS"})
+
+
 def env_name(field: str) -> str:
     """The environment variable of a ServingConfig field."""
     alias = ServingConfig.model_fields[field].validation_alias
@@ -168,5 +213,9 @@ def _explain(exc: ValidationError, environ: Mapping[str, str] | None) -> str:
         variable = key.upper() if key.upper() in by_alias else env_name(key) if key in ServingConfig.model_fields \
             else ENV_PREFIX + key.upper()
         message = error["msg"].removeprefix("Value error, ")
-        lines.append(f"{variable}={environ.get(variable, '')!r}: {message}")
+        if not error["loc"]:  # a rule across settings: its message names them
+            lines.append(message)
+            continue
+        shown = "<hidden>" if variable in SECRET_VARIABLES else repr(environ.get(variable, ""))
+        lines.append(f"{variable}={shown}: {message}")
     return "invalid serving configuration:\n  " + "\n  ".join(lines)

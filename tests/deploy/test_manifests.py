@@ -6,6 +6,9 @@ autoscaler on requests in flight per pod."""
 from __future__ import annotations
 
 import copy
+import tempfile
+import uuid
+from pathlib import Path
 
 import kubernetes_validate
 import pytest
@@ -50,7 +53,21 @@ def gibibytes(quantity: str) -> float:
 
 
 def serving_config(m: Rendered) -> ServingConfig:
-    return ServingConfig.load(m.config())
+    """The service's settings from the ConfigMap; a file on a Secret volume (the API keys) is stood in for by a
+    local one with a generated key, at the path the Secret's items give it."""
+    config = dict(m.config())
+    volumes = {v["name"]: v for v in pod_spec(m)["volumes"]}
+    for mount in m.container()["volumeMounts"]:
+        secret = volumes[mount["name"]].get("secret")
+        if secret is None:
+            continue
+        local = Path(tempfile.mkdtemp(prefix="secret-"))
+        for item in secret["items"]:
+            (local / item["path"]).write_text(f"# {item['key']} of {secret['secretName']}\n{uuid.uuid4().hex}\n")
+        for name, value in config.items():
+            if value.startswith(mount["mountPath"] + "/"):
+                config[name] = str(local) + value[len(mount["mountPath"]):]
+    return ServingConfig.load(config)
 
 
 def prometheus_trigger(m: Rendered) -> dict:
@@ -168,7 +185,7 @@ def test_pod_runs_locked_down(manifests):
 
 def test_every_writable_path_is_a_bounded_volume(manifests):
     volumes = {v["name"]: v for v in pod_spec(manifests)["volumes"]}
-    mounts = {m["mountPath"]: m["name"] for m in manifests.container()["volumeMounts"]}
+    mounts = {m["mountPath"]: m["name"] for m in manifests.container()["volumeMounts"] if not m.get("readOnly")}
     assert all("sizeLimit" in volumes[name]["emptyDir"] for name in mounts.values())
     env = {e["name"]: e.get("value") for e in manifests.container()["env"]} | manifests.config()
     writable = ["/tmp", env["BENTOML_HOME"], env["XDG_CACHE_HOME"]]
@@ -217,6 +234,25 @@ def test_bart_large_cnn_component_serves_that_model_with_more_memory(rendered):
 
 
 # --- autoscaling -----------------------------------------------------------------------------------------
+
+
+def test_api_keys_component_mounts_the_secret_the_service_reads(rendered):
+    with_keys, without = rendered["cpu+api-keys"], rendered["cpu"]
+    assert serving_config(without).key_source() is None  # off by default
+    config = with_keys.config()
+    [mount] = [m for m in with_keys.container()["volumeMounts"] if m["name"] == "api-keys"]
+    [volume] = [v for v in pod_spec(with_keys)["volumes"] if v["name"] == "api-keys"]
+    # A directory mount, never subPath: only then does the kubelet update the file when the Secret changes.
+    assert mount["readOnly"] is True and "subPath" not in mount
+    assert volume["secret"]["optional"] is False and volume["secret"]["defaultMode"] == 0o440
+    [item] = volume["secret"]["items"]
+    assert config["SUMMARIZER_API_KEYS_FILE"] == f"{mount['mountPath']}/{item['path']}"
+    assert len(serving_config(with_keys).key_source().keys()) == 1
+    # Keys are files, not environment variables (those show in `kubectl describe` and crash dumps).
+    assert not any("secretKeyRef" in str(e) for e in with_keys.container().get("env", []))
+    # Everything else is the cpu overlay's: Prometheus still scrapes /metrics without a key.
+    assert "SUMMARIZER_METRICS_REQUIRE_KEY" not in config
+    assert {k: v for k, v in config.items() if k != "SUMMARIZER_API_KEYS_FILE"} == without.config()
 
 
 def test_autoscaler_scales_the_deployment_on_requests_in_flight_per_pod(manifests):
