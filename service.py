@@ -184,7 +184,9 @@ async def _model_route(_request) -> JSONResponse:
 
 @functools.cache
 def _openapi() -> dict:
-    return published_spec(DialogueSummarizer, REQUEST_MODELS, ModelInfo)
+    return published_spec(DialogueSummarizer, REQUEST_MODELS, ModelInfo, api_keys=CONFIG.api_keys_on,
+                          protect_metrics=CONFIG.metrics_require_key,
+                          rate_limited=bool(CONFIG.rate_limit_per_minute))
 
 
 async def _openapi_route(_request) -> JSONResponse:

@@ -7,7 +7,9 @@ BentoML 1.4 builds the document from the IO descriptors, and loses or misstates 
   constraint (minLength, maxLength, pattern, minItems, maxItems, additionalProperties false, setting ranges);
 - every API gets BentoML's generic 400/404/500 ``{"error", "detail": string}`` schemas, which no answer of ours
   has: each route lists instead the error statuses it can give, each with the ErrorBody schema;
-- BentoML's APIs answer POST only: GET /model is a route of ours (``routes`` below) and is described here.
+- BentoML's APIs answer POST only: GET /model is a route of ours (service.py) and is described here;
+- with API keys on (serving/auth.py), the bearer scheme, each protected operation's ``security`` and its 401
+  (and 429 with a rate limit) are added, so clients and schemathesis' ignored_auth check see them.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel
 
+from serving.auth import METRICS_PATH, PROBE_PATHS
 from serving.errors import ErrorBody
 
 REF = "#/components/schemas/{model}"
@@ -36,8 +39,10 @@ _SUMMARIZE = {
 }
 
 
-def published_spec(service, request_models: Mapping[str, type[BaseModel]], model_info: type[BaseModel]) -> dict:
-    """BentoML's OpenAPI document of ``service`` with the corrections above; ``request_models`` by route."""
+def published_spec(service, request_models: Mapping[str, type[BaseModel]], model_info: type[BaseModel], *,
+                   api_keys: bool = False, protect_metrics: bool = False, rate_limited: bool = False) -> dict:
+    """BentoML's OpenAPI document of ``service`` with the corrections above; ``request_models`` by route;
+    the other arguments say how serving/auth.py's ApiKeyAuth is configured (off by default)."""
     spec = service.openapi_spec.asdict()
     for item in spec["paths"].values():
         for operation in item.values():
@@ -65,7 +70,23 @@ def published_spec(service, request_models: Mapping[str, type[BaseModel]], model
             for operation in item.values():
                 extra = {503: "Not ready (code unavailable)."} if route == "/readyz" else {}
                 operation["responses"] = {**operation.get("responses", {}), **_errors({**_EVERY_ROUTE, **extra})}
+    if api_keys:
+        _describe_api_keys(spec, protect_metrics, rate_limited)
     return spec
+
+
+def _describe_api_keys(spec: dict, protect_metrics: bool, rate_limited: bool) -> None:
+    spec["components"]["securitySchemes"] = {"apiKey": {
+        "type": "http", "scheme": "bearer", "description": "An API key: Authorization: Bearer <key>."}}
+    statuses = {401: "No API key, or not a valid one (code unauthorized, WWW-Authenticate: Bearer)."}
+    if rate_limited:
+        statuses[429] = "Past this key's request rate (code rate_limited, Retry-After)."
+    for route, item in spec["paths"].items():
+        if route in PROBE_PATHS or (route == METRICS_PATH and not protect_metrics):
+            continue
+        for operation in item.values():
+            operation["security"] = [{"apiKey": []}]
+            operation["responses"] = {**operation["responses"], **_errors(statuses)}
 
 
 def _errors(statuses: Mapping[int, str]) -> dict:
