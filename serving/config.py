@@ -88,6 +88,9 @@ class ServingConfig(BaseSettings):
     max_latency_ms: Annotated[int, Field(ge=10, le=600_000)] = 20_000
     max_pending_requests: Annotated[int, Field(validation_alias=_env("MAX_PENDING"), ge=1, le=100_000)] = 64
     request_timeout_s: Annotated[int, Field(ge=1, le=3600)] = 120
+    # 0: derived from the dialogue limits, per route (body_limit below)
+    max_body_bytes: Annotated[int, Field(ge=0, le=1 << 30)] = 0
+    body_timeout_s: Annotated[float, Field(ge=0.1, le=3600.0)] = 30.0
     onnx_threads: Annotated[int, Field(ge=0, le=1024)] = 0  # 0: one per core
     torch_threads: Annotated[int, Field(ge=0, le=1024)] = 0
     faults: Annotated[Faults, NoDecode, Field(validation_alias=_env("INJECT_FAULT"))] = Faults()
@@ -171,6 +174,13 @@ class ServingConfig(BaseSettings):
     @property
     def limits(self) -> RequestLimits:
         return RequestLimits(max_dialogue_chars=self.max_dialogue_chars, max_list_items=self.max_list_items)
+
+    def body_limit(self, dialogues: int) -> int:
+        """Most bytes a request body may have when it carries up to ``dialogues`` dialogues:
+        SUMMARIZER_MAX_BODY_BYTES when set, else room for that many dialogues of the longest allowed length
+        written the longest way JSON writes them (6 bytes a character: ``\\uXXXX``, what Python's json.dumps
+        and httpx send for non-ASCII text) plus 16 KiB for the rest (field names, generation settings)."""
+        return self.max_body_bytes or dialogues * self.max_dialogue_chars * 6 + 16 * 1024
 
     def routing(self, cuda_available: bool) -> tuple[BackendName, BackendName | None]:
         """(primary, fallback) backends for this machine."""
