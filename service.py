@@ -9,10 +9,14 @@ Both backends expose a batchable ``generate`` so BentoML's adaptive batching gro
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Optional
 
 import bentoml
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from model_store.store import get_model
 from observability import telemetry
@@ -21,21 +25,25 @@ from serving import log_privacy, request_timeout
 from serving.admission import AdmissionControl
 from serving.auth import ApiKeyAuth
 from serving.backends import BackendWorker
+from serving.body_limits import BodyLimits
 from serving.config import ServingConfig
 from serving.devices import cuda_available
 from serving.engines import HF_SUBDIR, context_length, default_settings
-from serving.errors import ErrorCode, error_response
+from serving.errors import ErrorBodies, ErrorCode, error_response
 from serving.gc_freeze import freeze_startup_objects
 from serving.health import BackendHealth
+from serving.openapi import published_spec
 from serving.protocol import (BackendName, BackendStatus, GenerationJob, GenerationOptions,
-                              GenerationOutcome, Summary, SummaryBatch, request_models)
+                              GenerationOutcome, ModelInfo, Summary, SummaryBatch, request_models)
 from serving.routing import Backend, BackendUnavailable, Router
+from serving.validation_errors import RequestValidation
 
 # Before BentoML builds the apps: its timeout middleware kept every request's objects alive for the timeout.
 request_timeout.install()
 log_privacy.install()  # BentoML logs a refused body's values with its traceback; only the error types remain
 CONFIG = ServingConfig.load()  # once per process, from SUMMARIZER_*; passed to what needs it
 SummarizeRequest, SummarizeBatchRequest = request_models(CONFIG.limits)
+REQUEST_MODELS = {"/summarize": SummarizeRequest, "/summarize_batch": SummarizeBatchRequest}
 telemetry.configure_bentoml()  # OTLP from the OTEL_* variables; off (and free) without an endpoint
 # Fail at start-up, with the command that fixes it, rather than in BentoML's model resolution
 # (which would try a cloud download and report "no cloud context").
@@ -139,14 +147,12 @@ class DialogueSummarizer:
             summary.duration_ms = elapsed_ms  # generated together: each waited for the whole list
         return SummaryBatch(summaries=summaries, duration_ms=elapsed_ms)
 
-    @bentoml.api(route="/model")
-    async def model(self) -> dict:
-        """The served model, its generation defaults and context, and each backend's status."""
-        return {"model": self.model_tag, "context_tokens": self.context_tokens,
-                "generation_defaults": self.defaults.model_dump(),
-                "primary": self.router.primary.name,
-                "fallback": self.router.fallback.name if self.router.fallback else None,
-                "backends": [s.model_dump() for s in await self._backend_statuses()]}
+    async def model_info(self) -> ModelInfo:
+        """GET /model (a route of ``ROUTES`` below: BentoML's APIs answer POST only)."""
+        return ModelInfo(model=self.model_tag, context_tokens=self.context_tokens,
+                         generation_defaults=self.defaults, primary=self.router.primary.name,
+                         fallback=self.router.fallback.name if self.router.fallback else None,
+                         backends=await self._backend_statuses())
 
     async def _backend_statuses(self) -> list[BackendStatus]:
         await self.health.refresh()
@@ -174,11 +180,36 @@ def _unavailable(exc: BackendUnavailable):
                           headers={"Retry-After": "5"})
 
 
-if telemetry.enabled():  # outermost of ours: also counts what admission control and validation reject
-    DialogueSummarizer.add_asgi_middleware(RequestTelemetry, paths=["/summarize", "/summarize_batch"])
-if (api_keys := CONFIG.key_source()) is not None:  # before admission: a flood without a key takes no capacity
+async def _model_route(_request) -> JSONResponse:
+    return JSONResponse((await bentoml.get_current_service().model_info()).model_dump(mode="json"))
+
+
+@functools.cache
+def _openapi() -> dict:
+    return published_spec(DialogueSummarizer, REQUEST_MODELS, ModelInfo, api_keys=CONFIG.api_keys_on,
+                          protect_metrics=CONFIG.metrics_require_key,
+                          rate_limited=bool(CONFIG.rate_limit_per_minute))
+
+
+async def _openapi_route(_request) -> JSONResponse:
+    return JSONResponse(_openapi())
+
+
+# Mounted after BentoML's own routes and before its /docs.json, which this one replaces (serving/openapi.py).
+DialogueSummarizer.mount_asgi_app(Starlette(routes=[Route("/model", _model_route, methods=["GET"]),
+                                                    Route("/docs.json", _openapi_route, methods=["GET"])]), path="/")
+
+# Middlewares, outermost first.
+if telemetry.enabled():  # outermost of ours: also counts what the others reject
+    DialogueSummarizer.add_asgi_middleware(RequestTelemetry, paths=list(REQUEST_MODELS))
+DialogueSummarizer.add_asgi_middleware(ErrorBodies)  # BentoML's and Starlette's own errors as ErrorBody
+if (api_keys := CONFIG.key_source()) is not None:  # before the body is read and before admission: a flood
+    # without a key takes no capacity
     DialogueSummarizer.add_asgi_middleware(ApiKeyAuth, keys=api_keys, on_key=telemetry.on_api_key,
                                            rate_limit_per_minute=CONFIG.rate_limit_per_minute,
                                            protect_metrics=CONFIG.metrics_require_key)
+DialogueSummarizer.add_asgi_middleware(BodyLimits, max_bytes=CONFIG.body_limit(1), timeout_s=CONFIG.body_timeout_s,
+                                       max_bytes_by_path={"/summarize_batch": CONFIG.body_limit(CONFIG.max_list_items)})
+DialogueSummarizer.add_asgi_middleware(RequestValidation, models=REQUEST_MODELS)  # bad input never takes a slot
 DialogueSummarizer.add_asgi_middleware(AdmissionControl, max_pending=CONFIG.max_pending_requests,
-                                       paths=["/summarize", "/summarize_batch"])
+                                       paths=list(REQUEST_MODELS))

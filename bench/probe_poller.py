@@ -90,8 +90,7 @@ def _probe(client: httpx.Client, path: str) -> dict:
     started = time.perf_counter()
     record = {"path": path, "t": round(sent, 3)}
     try:
-        # /model is a BentoML API: it answers POST only, with a JSON body of its (here no) arguments
-        response = client.post(path, json={}) if path == OLD_READINESS_PATH else client.get(path)
+        response = client.get(path)
         record["status"] = response.status_code
     except httpx.TimeoutException:
         record.update(status=0, error="timeout")

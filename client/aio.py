@@ -46,7 +46,7 @@ class AsyncSummarizerClient:
 
     async def model(self) -> dict:
         """The served model, its generation defaults, the routing and each backend's status."""
-        return wire.parse_json(await self._send("POST", "/model", {}), self.url)
+        return wire.parse_json(await self._send("GET", "/model"), self.url)
 
     async def ready(self) -> bool:
         """True when GET /readyz answers 200; False on anything else, including no answer. Never raises."""

@@ -45,7 +45,7 @@ class SummarizerClient:
 
     def model(self) -> dict:
         """The served model, its generation defaults, the routing and each backend's status."""
-        return wire.parse_json(self._send("POST", "/model", {}), self.url)
+        return wire.parse_json(self._send("GET", "/model"), self.url)
 
     def ready(self) -> bool:
         """True when GET /readyz answers 200; False on anything else, including no answer. Never raises."""

@@ -90,6 +90,9 @@ class ServingConfig(BaseSettings):
     request_timeout_s: Annotated[int, Field(ge=1, le=3600)] = 120
     # Processes of the public (HTTP) service, sharing one socket: one killed, the others go on serving.
     api_workers: Annotated[int, Field(ge=1, le=64)] = 2
+    # 0: derived from the dialogue limits, per route (body_limit below)
+    max_body_bytes: Annotated[int, Field(ge=0, le=1 << 30)] = 0
+    body_timeout_s: Annotated[float, Field(ge=0.1, le=3600.0)] = 30.0
     onnx_threads: Annotated[int, Field(ge=0, le=1024)] = 0  # 0: one per core
     torch_threads: Annotated[int, Field(ge=0, le=1024)] = 0
     faults: Annotated[Faults, NoDecode, Field(validation_alias=_env("INJECT_FAULT"))] = Faults()
@@ -178,6 +181,13 @@ class ServingConfig(BaseSettings):
     def pod_admission_limit(self) -> int:
         """Requests one service (pod) admits at once: each API worker counts its own SUMMARIZER_MAX_PENDING."""
         return self.max_pending_requests * self.api_workers
+
+    def body_limit(self, dialogues: int) -> int:
+        """Most bytes a request body may have when it carries up to ``dialogues`` dialogues:
+        SUMMARIZER_MAX_BODY_BYTES when set, else room for that many dialogues of the longest allowed length
+        written the longest way JSON writes them (6 bytes a character: ``\\uXXXX``, what Python's json.dumps
+        and httpx send for non-ASCII text) plus 16 KiB for the rest (field names, generation settings)."""
+        return self.max_body_bytes or dialogues * self.max_dialogue_chars * 6 + 16 * 1024
 
     def routing(self, cuda_available: bool) -> tuple[BackendName, BackendName | None]:
         """(primary, fallback) backends for this machine."""

@@ -65,3 +65,74 @@ async def send_error(send, status: int, code: ErrorCode, message: str, *, field:
     raw += [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
+
+
+# What BentoML's and Starlette's own error answers become (they have no hook for their bodies: see
+# serving/validation_errors.py), by status.
+_OWN_ERRORS = {
+    400: (ErrorCode.INVALID_REQUEST, "the request is not valid"),
+    404: (ErrorCode.NOT_FOUND, "no such route; the routes are listed at /docs.json"),
+    405: (ErrorCode.METHOD_NOT_ALLOWED, "method not allowed on this route"),
+    413: (ErrorCode.BODY_TOO_LARGE, "request body too large"),
+    415: (ErrorCode.UNSUPPORTED_MEDIA_TYPE, "content-type must be application/json"),
+    500: (ErrorCode.INTERNAL, "internal error; the service log has the details"),
+    503: (ErrorCode.UNAVAILABLE, "service not ready"),
+    504: (ErrorCode.TIMEOUT, "no answer within the request timeout"),
+}
+
+
+class ErrorBodies:
+    """ASGI middleware, outermost of ours: an error answer from BentoML or Starlette itself (the router's 404
+    and 405, the 503 of /readyz, BentoML's 500 and 415) leaves with an ErrorBody for its status, the rest of
+    its headers (``Allow``, ``Retry-After``) kept; an exception that escapes the app becomes a 500 ErrorBody.
+    Our own ErrorBody answers pass untouched. Only error answers are held (they are small); 2xx stream through.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        held: dict | None = None
+        chunks: list[bytes] = []
+        started = False
+
+        async def reshape(message) -> None:
+            nonlocal held, started
+            if message["type"] == "http.response.start":
+                started = True
+                if message["status"] >= 400:
+                    held = message
+                    return
+            elif held is not None and message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                if message.get("more_body", False):
+                    return
+                await _send_reshaped(send, held, b"".join(chunks))
+                return
+            await send(message)
+
+        try:
+            await self.app(scope, receive, reshape)
+        except Exception:
+            if started:
+                raise
+            await send_error(send, 500, ErrorCode.INTERNAL, _OWN_ERRORS[500][1])
+            raise  # Starlette's ServerErrorMiddleware logs it (and sends nothing more: the answer has started)
+
+
+async def _send_reshaped(send, start: dict, body: bytes) -> None:
+    try:
+        ErrorBody.model_validate_json(body)
+        payload = body  # already ours
+    except ValueError:
+        status = start["status"]
+        code, message = _OWN_ERRORS.get(status, (ErrorCode.INTERNAL if status >= 500 else ErrorCode.INVALID_REQUEST,
+                                                 f"HTTP {status}"))
+        allow = dict(start.get("headers", ())).get(b"allow", b"").decode("latin-1")
+        payload = error_body(code, f"{message}; allowed: {allow}" if status == 405 and allow else message)
+    headers = [(k, v) for k, v in start.get("headers", ()) if k.lower() not in (b"content-type", b"content-length")]
+    headers += [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    await send({**start, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})

@@ -6,12 +6,12 @@ for the person reading the 400: they say what was wrong and what is allowed.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class BackendName(StrEnum):
@@ -62,16 +62,11 @@ class GenerationOptions(BaseModel):
     num_beams: Optional[Annotated[int, Field(ge=1, le=8, strict=True)]] = None
     max_new_tokens: Optional[Annotated[int, Field(ge=1, le=512, strict=True)]] = None
     min_new_tokens: Optional[Annotated[int, Field(ge=0, le=512, strict=True)]] = None
-    length_penalty: Optional[Annotated[float, Field(ge=0.0, le=5.0, allow_inf_nan=False)]] = None
+    length_penalty: Optional[Annotated[float, Field(ge=0.0, le=5.0, allow_inf_nan=False, strict=True)]] = None
     no_repeat_ngram_size: Optional[Annotated[int, Field(ge=0, le=10, strict=True)]] = None
-
-    @model_validator(mode="after")
-    def _min_below_max(self) -> GenerationOptions:
-        if self.min_new_tokens is not None and self.max_new_tokens is not None \
-                and self.min_new_tokens > self.max_new_tokens:
-            raise ValueError(f"min_new_tokens ({self.min_new_tokens}) must not exceed "
-                             f"max_new_tokens ({self.max_new_tokens})")
-        return self
+    # min_new_tokens above max_new_tokens is not refused: generation stops at max_new_tokens (as transformers'
+    # generate() does). A cross-field rule has no JSON Schema form, and the published schema must accept
+    # exactly what the service accepts (GenerationSettings.resolve keeps the two consistent).
 
 
 class GenerationSettings(BaseModel):
@@ -97,6 +92,14 @@ class GenerationSettings(BaseModel):
         return merged
 
 
+# "Whitespace" spelled out, so that the schema's pattern and the check below mean the same characters in every
+# regex engine (pydantic's Rust regex, the ECMA regex of JSON Schema validators, Python's re): ``\s`` differs
+# between them (U+0085, U+FEFF, U+001C-U+001F).
+WHITESPACE = (" \t\n\v\f\r\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
+              "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff")
+NOT_WHITESPACE = "[^" + "".join(f"\\u{ord(c):04x}" for c in WHITESPACE) + "]"  # JSON Schema pattern
+
+
 @dataclass(frozen=True)
 class RequestLimits:
     """Request size limits (SUMMARIZER_MAX_DIALOGUE_CHARS, SUMMARIZER_MAX_LIST_ITEMS in serving/config.py)."""
@@ -106,7 +109,7 @@ class RequestLimits:
 
 
 def _check_dialogue(value: str, limits: RequestLimits) -> str:
-    if not value.strip():
+    if not value.strip(WHITESPACE):
         raise ValueError("dialogue is empty or whitespace only; send the conversation text, "
                          "e.g. \"Amanda: I baked cookies.\\nJerry: Sure!\"")
     if len(value) > limits.max_dialogue_chars:
@@ -137,7 +140,8 @@ def request_models(limits: RequestLimits = RequestLimits()) -> tuple[type[BaseMo
     limits first, so a 400 says what was wrong in words, with the setting that sets the limit.
     """
     dialogue = Annotated[str, Field(strict=True, min_length=1, max_length=limits.max_dialogue_chars,
-                                    pattern=r"\S", description="The conversation, one turn per line.")]
+                                    pattern=NOT_WHITESPACE, description="The conversation, one turn per line; "
+                                    "not empty or whitespace only.")]
 
     class SummarizeRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -233,3 +237,14 @@ class BackendStatus(BaseModel):
     role: Role
     device: Device
     model: str
+
+
+class ModelInfo(BaseModel):
+    """GET /model: the served model, its generation defaults and context, the routing, each backend's status."""
+
+    model: str = Field(description="Tag of the model in BentoML's model store.")
+    context_tokens: int = Field(description="Longest input the model reads; a longer dialogue is truncated.")
+    generation_defaults: GenerationSettings
+    primary: BackendName
+    fallback: Optional[BackendName] = None
+    backends: list[BackendStatus]

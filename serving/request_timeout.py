@@ -8,7 +8,7 @@ Under 2x overload (bench/probes.py, ~90 requests/s counting the 503s) the public
 objects after a minute (5,800 timer handles, 11,000 contexts, 4,600 spans: ``gc.get_objects(2)``), and each
 full garbage collection traversed them all: 30 ms, then up to 185 ms every 12 s, pausing the event loop,
 /livez with it. ``install()`` puts ``CancellingTimeoutMiddleware`` in BentoML's place: the same contract
-(504 when nothing was sent within the timeout; once the response has started, no limit), and the timer is
+(504, with an ErrorBody, when nothing was sent within the timeout; once the response has started, no limit), and the timer is
 cancelled as soon as the request is done, which releases the context at once.
 """
 
@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 
 from bentoml._internal.server.http import traffic
-from starlette.responses import JSONResponse
+
+from serving.errors import ErrorCode, error_response
 
 
 class CancellingTimeoutMiddleware(traffic.TimeoutMiddleware):
@@ -40,8 +41,8 @@ class CancellingTimeoutMiddleware(traffic.TimeoutMiddleware):
             await started
         except asyncio.TimeoutError:
             if handled.cancel():
-                response = JSONResponse({"error": f"Not able to process the request in {self.timeout} seconds"},
-                                        status_code=504)
+                response = error_response(504, ErrorCode.TIMEOUT, f"no answer within {self.timeout:g} s "
+                                          "(SUMMARIZER_REQUEST_TIMEOUT_S); retry later or send fewer dialogues")
                 await response(scope, receive, send)
         else:
             await handled

@@ -32,7 +32,7 @@ FILE_KEYS = (ROUTES_KEY, LIMITED_KEY, CLIENT_KEY, OLD_KEY)
 ROUTES = [
     ("POST", "/summarize", {"dialogue": DIALOGUE, "generation": {"max_new_tokens": 2, "num_beams": 1}}),
     ("POST", "/summarize_batch", {"dialogues": [DIALOGUE], "generation": {"max_new_tokens": 2, "num_beams": 1}}),
-    ("POST", "/model", {}),
+    ("GET", "/model", None),
     ("GET", "/docs.json", None),
     ("GET", "/", None),
 ]
@@ -98,11 +98,11 @@ def test_an_unknown_route_says_401_not_404_without_a_key(server):
 
 
 def test_a_key_from_the_environment_is_accepted(server):
-    assert send(server, "POST", "/model", {}, key=ENV_KEY).status_code == 200
+    assert send(server, "GET", "/model", None, key=ENV_KEY).status_code == 200
 
 
 def test_the_answer_names_no_key_and_no_internals(server):
-    body = send(server, "POST", "/model", {}, key="wrong-key-0123456789abcdef").json()
+    body = send(server, "GET", "/model", None, key="wrong-key-0123456789abcdef").json()
     assert body["message"] == "the API key is not valid"
     assert "wrong-key" not in str(body)
 
@@ -118,12 +118,12 @@ def test_metrics_are_open_by_default(server):
 
 
 def test_keys_rotate_with_the_mounted_file(server, secret_dir):
-    assert send(server, "POST", "/model", {}, key=OLD_KEY).status_code == 200
-    assert_unauthorized(send(server, "POST", "/model", {}, key=NEW_KEY))
+    assert send(server, "GET", "/model", None, key=OLD_KEY).status_code == 200
+    assert_unauthorized(send(server, "GET", "/model", None, key=NEW_KEY))
     write_keys_like_kubernetes(secret_dir, [ROUTES_KEY, LIMITED_KEY, CLIENT_KEY, NEW_KEY], 2)
-    assert send(server, "POST", "/model", {}, key=NEW_KEY).status_code == 200
-    assert_unauthorized(send(server, "POST", "/model", {}, key=OLD_KEY))
-    assert send(server, "POST", "/model", {}, key=ENV_KEY).status_code == 200  # the environment's stay
+    assert send(server, "GET", "/model", None, key=NEW_KEY).status_code == 200
+    assert_unauthorized(send(server, "GET", "/model", None, key=OLD_KEY))
+    assert send(server, "GET", "/model", None, key=ENV_KEY).status_code == 200  # the environment's stay
 
 
 def test_a_key_past_its_rate_gets_429_with_retry_after(server):
@@ -140,7 +140,7 @@ def test_a_key_past_its_rate_gets_429_with_retry_after(server):
     retry_after = int(limited.headers["retry-after"])
     assert 1 <= retry_after <= 60 // RATE_PER_MINUTE
     # Another key is not limited by this one's rate.
-    assert send(server, "POST", "/model", {}, key=ENV_KEY).status_code == 200
+    assert send(server, "GET", "/model", None, key=ENV_KEY).status_code == 200
     time.sleep(retry_after)
     assert send(server, "GET", "/docs.json", None, key=LIMITED_KEY).status_code == 200
 

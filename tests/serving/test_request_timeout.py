@@ -10,6 +10,7 @@ import weakref
 
 from bentoml._internal.server.http import traffic
 
+from serving.errors import ErrorBody, ErrorCode
 from serving.request_timeout import CancellingTimeoutMiddleware, install
 
 REQUEST_STATE: contextvars.ContextVar = contextvars.ContextVar("request_state")
@@ -71,7 +72,9 @@ def test_the_timer_is_cancelled_and_the_requests_state_released_once_answered():
 
 def test_a_request_that_sends_nothing_within_the_timeout_still_gets_a_504():
     timers, sent, _ = _run_request(CancellingTimeoutMiddleware, delay_s=1.0, timeout_s=0.05)
-    assert sent[0]["status"] == 504 and b"0.05 seconds" in sent[1]["body"]
+    assert sent[0]["status"] == 504
+    error = ErrorBody.model_validate_json(sent[1]["body"])
+    assert error.code == ErrorCode.TIMEOUT and "within 0.05 s" in error.message
     assert timers == []
 
 
