@@ -26,6 +26,7 @@ import asyncio
 import itertools
 import json
 import os
+import shutil
 import signal
 import tempfile
 import time
@@ -244,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nresults: {args.out}")
     if args.keep_logs:
         print(f"logs: {logs}")
+    else:
+        shutil.rmtree(logs, ignore_errors=True)
     return 0 if all(r["failures"] == 0 for r in results["kinds"].values()) else 1
 
 
