@@ -15,7 +15,7 @@ TRAIN_OUT ?= runs/default
 export BENTOML_DO_NOT_TRACK := true
 export SUMMARIZER_MODEL ?= $(MODEL)
 
-.PHONY: setup serve test import-default import-model train gate bento eval baseline collector bench loadtest profile clean \
+.PHONY: setup serve test import-default import-model train gate bento eval baseline collector bench loadtest drill profile clean \
 	lock-cpu base-image container container-test lock-gpu bento-gpu dockerfile-gpu container-gpu
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
@@ -70,6 +70,10 @@ bench: import-default
 # Load test with locust (headless): ramp 10 -> 50 users, then past capacity; cost per 1,000 requests/tokens
 loadtest: import-default
 	$(BIN)/python -m bench.loadtest
+
+# Fault drill: SIGKILL each kind of worker (ONNX, PyTorch, the API) under 16 clients; failures, recovery time
+drill: import-default
+	$(BIN)/python -m bench.drill
 
 # Where ONNX Runtime's time goes (encoder, decoder by layer part, generate() loop) at batch sizes 1, 8, 32
 profile: import-default

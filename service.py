@@ -95,8 +95,9 @@ class OnnxBackend(_BackendService):
 # BentoML's runner probe is off: it made /readyz also GET every dependency's /readyz, so one backend down
 # (even one no request is routed to) made the pod unready, and each probe waited on two busy backends.
 # Readiness is __is_ready__ alone: the backends' last known state (serving/health.py).
+# Several API workers accept on one socket: while BentoML respawns a killed one, the others serve.
 @bentoml.service(name="dialogue_summarizer", traffic={"timeout": CONFIG.request_timeout_s},
-                 runner_probe={"enabled": False})
+                 runner_probe={"enabled": False}, workers=CONFIG.api_workers)
 class DialogueSummarizer:
     model_ref = bentoml.models.BentoModel(CONFIG.model_tag)
     torch_backend = bentoml.depends(TorchBackend)
@@ -113,13 +114,14 @@ class DialogueSummarizer:
         # Looked up per call: BentoML sets up a dependency client's endpoints after __init__.
         calls = {BackendName.TORCH: lambda jobs: self.torch_backend.to_async.generate(jobs),
                  BackendName.ONNX: lambda jobs: self.onnx_backend.to_async.generate(jobs)}
-        self.router = Router(Backend(primary, telemetry.traced_call(primary, calls[primary])),
-                             Backend(fallback, telemetry.traced_call(fallback, calls[fallback], fallback_for=primary))
-                             if fallback else None,
-                             CONFIG.primary_timeout_s, on_fallback=telemetry.on_fallback)
-        self.health = BackendHealth({BackendName.TORCH: lambda: self.torch_backend.to_async.status(),
-                                     BackendName.ONNX: lambda: self.onnx_backend.to_async.status()},
-                                    routed=[primary] + ([fallback] if fallback else []))
+        statuses = {BackendName.TORCH: lambda: self.torch_backend.to_async.status(),
+                    BackendName.ONNX: lambda: self.onnx_backend.to_async.status()}
+        self.router = Router(Backend(primary, telemetry.traced_call(primary, calls[primary]), statuses[primary]),
+                             Backend(fallback, telemetry.traced_call(fallback, calls[fallback], fallback_for=primary),
+                                     statuses[fallback]) if fallback else None,
+                             CONFIG.primary_timeout_s, on_fallback=telemetry.on_fallback,
+                             deadline_s=CONFIG.request_timeout_s)
+        self.health = BackendHealth(statuses, routed=[primary] + ([fallback] if fallback else []))
         freeze_startup_objects()  # full collections stalled the probes for up to 1.3 s under overload
 
     @bentoml.api(route="/summarize", input_spec=SummarizeRequest)

@@ -13,8 +13,8 @@ port, with a BentoML home of its own (so no other server's /metrics is touched).
 
 Users post DialogSum test dialogues, a mix of short and long ones (``--long-share`` of them from the longer
 half), one after another (``--think-s`` between). Past the peak, ``--overload-users`` (default: twice the
-service's admission limit, ``SUMMARIZER_MAX_PENDING``) must get fast 503s with ``Retry-After`` and never a
-timeout or a 500. Reported per phase: throughput, p50/p95/p99 latency, errors by kind, the batch sizes
+service's admission limit, ``SUMMARIZER_MAX_PENDING`` per API worker) must get fast 503s with ``Retry-After``
+and never a timeout or a 500. Reported per phase: throughput, p50/p95/p99 latency, errors by kind, the batch sizes
 BentoML formed (its ``adaptive_batch_size`` histogram), the probes, and the cost of 1,000 requests and 1,000 tokens at
 the measured throughput for a few instance prices, next to a managed endpoint's figures.
 Results: a table on stdout, JSON in bench/results/loadtest-<time>.json (and loadtest-latest.json).
@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ramp-s", type=float, help="seconds from start to peak users (default 180; quick 20)")
     parser.add_argument("--hold-s", type=float, help="seconds at the peak (default 60; quick 10)")
     parser.add_argument("--overload-users", type=int,
-                        help="users past capacity (default: 2 x SUMMARIZER_MAX_PENDING; 0 skips the phase)")
+                        help="users past capacity (default: 2 x SUMMARIZER_MAX_PENDING x SUMMARIZER_API_WORKERS; "
+                             "0 skips the phase)")
     parser.add_argument("--overload-s", type=float, help="seconds past capacity (default 60; quick 15)")
     parser.add_argument("--long-share", type=float, default=0.3, help="share of long dialogues (default 0.3)")
     parser.add_argument("--think-s", type=float, default=0.0, help="seconds a user waits between requests")
@@ -114,7 +115,7 @@ def _running_service(url: str, env: dict) -> tuple[str, str | None, int]:
 
     check_loopback(url)
     url = url.rstrip("/")
-    return url, _served_model(url), int(env.get("SUMMARIZER_MAX_PENDING") or 64)
+    return url, _served_model(url), _config_with(env).pod_admission_limit
 
 
 def start_service(model: str | None, env: dict, logs: Path) -> tuple[ManagedProcess, str, int]:
@@ -131,7 +132,7 @@ def start_service(model: str | None, env: dict, logs: Path) -> tuple[ManagedProc
         server.stop()
         raise
     log(f"ready in {server.ready_after_s:.1f} s on {server.url}")
-    return server, _served_model(server.url) or model, _config_with(env).max_pending_requests
+    return server, _served_model(server.url) or model, _config_with(env).pod_admission_limit
 
 
 def plan(args: argparse.Namespace, max_pending: int, logs: Path) -> dict:

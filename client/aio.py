@@ -6,6 +6,7 @@ adaptive batching then puts their dialogues into the same batches.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 import httpx
@@ -21,10 +22,13 @@ class AsyncSummarizerClient:
     """
 
     def __init__(self, url: str = wire.DEFAULT_URL, *, timeout_s: float = 120.0, connect_timeout_s: float = 2.0,
-                 max_connections: int = 256, api_key: str | None = None) -> None:
+                 max_connections: int = 256, api_key: str | None = None, retries: int = wire.RETRIES) -> None:
         if max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, e.g. 256; got {max_connections}")
+        if retries < 0:
+            raise ValueError(f"retries must be 0 or more, e.g. {wire.RETRIES}; got {retries}")
         self.url = wire.service_url(url)
+        self._retries = retries
         self._timeout = wire.timeouts(timeout_s, connect_timeout_s)
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._http = httpx.AsyncClient(base_url=self.url, timeout=self._timeout,
@@ -66,8 +70,12 @@ class AsyncSummarizerClient:
         await self.close()
 
     async def _send(self, method: str, route: str, body: dict | None = None) -> httpx.Response:
-        try:
-            response = await self._http.request(method, route, json=body)
-        except httpx.TransportError as exc:
-            raise wire.unreachable(self.url, exc, self._timeout) from exc
+        for attempt in range(self._retries + 1):
+            try:
+                response = await self._http.request(method, route, json=body)
+                break
+            except httpx.TransportError as exc:
+                if attempt == self._retries or not wire.retryable(exc):
+                    raise wire.unreachable(self.url, exc, self._timeout) from exc
+            await asyncio.sleep(wire.RETRY_DELAY_S)
         return wire.checked(response, self.url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import httpx
@@ -14,15 +15,20 @@ class SummarizerClient:
     """A running summarizer at ``url``; one connection pool, closed by ``close()`` or the ``with`` block.
 
     ``timeout_s`` bounds each answer (a long batch on a CPU takes seconds), ``connect_timeout_s`` how long
-    an unreachable service may keep a call waiting. Failures raise ``ServiceUnreachable``/``ServiceError``.
+    an unreachable service may keep a call waiting. A request whose connection was refused or dropped before
+    an answer (the service's worker died) is sent again ``retries`` times; a timed-out one never is. Failures
+    raise ``ServiceUnreachable``/``ServiceError``.
     ``api_key`` (else the SUMMARIZER_API_KEY environment variable) is sent as ``Authorization: Bearer``
     when the service requires keys; a missing or wrong one is ``ServiceError(code="unauthorized")``, a key
     past its rate limit ``ServiceError(code="rate_limited", retry_after_s=...)``.
     """
 
     def __init__(self, url: str = wire.DEFAULT_URL, *, timeout_s: float = 120.0,
-                 connect_timeout_s: float = 2.0, api_key: str | None = None) -> None:
+                 connect_timeout_s: float = 2.0, api_key: str | None = None, retries: int = wire.RETRIES) -> None:
+        if retries < 0:
+            raise ValueError(f"retries must be 0 or more, e.g. {wire.RETRIES}; got {retries}")
         self.url = wire.service_url(url)
+        self._retries = retries
         self._timeout = wire.timeouts(timeout_s, connect_timeout_s)
         self._http = httpx.Client(base_url=self.url, timeout=self._timeout,
                                   headers=wire.auth_headers(api_key))
@@ -62,8 +68,12 @@ class SummarizerClient:
         self.close()
 
     def _send(self, method: str, route: str, body: dict | None = None) -> httpx.Response:
-        try:
-            response = self._http.request(method, route, json=body)
-        except httpx.TransportError as exc:
-            raise wire.unreachable(self.url, exc, self._timeout) from exc
+        for attempt in range(self._retries + 1):
+            try:
+                response = self._http.request(method, route, json=body)
+                break
+            except httpx.TransportError as exc:
+                if attempt == self._retries or not wire.retryable(exc):
+                    raise wire.unreachable(self.url, exc, self._timeout) from exc
+            time.sleep(wire.RETRY_DELAY_S)
         return wire.checked(response, self.url)

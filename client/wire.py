@@ -20,6 +20,8 @@ from serving.protocol import GenerationOptions
 DEFAULT_URL = "http://localhost:3000"
 API_KEY_ENV = "SUMMARIZER_API_KEY"
 PROBE_TIMEOUT_S = 5.0
+RETRIES = 1  # times a request that got no answer because its connection dropped or was refused is sent again
+RETRY_DELAY_S = 0.2  # before sending it again: a killed API worker's sibling accepts at once
 Answer = TypeVar("Answer", bound=BaseModel)
 Generation = GenerationOptions | Mapping | None
 
@@ -77,6 +79,15 @@ def batch_body(dialogues: Sequence[str], generation: Generation) -> dict:
 def _with_generation(body: dict, generation: Generation) -> dict:
     settings = generation_body(generation)
     return body if settings is None else {**body, "generation": settings}
+
+
+def retryable(exc: httpx.TransportError) -> bool:
+    """A request worth sending once more: its connection was refused, reset or closed before an answer (the
+    service's process died or restarts; summarizing is idempotent). Never a timeout: a service too slow to
+    answer in time would only get the same work twice."""
+    if isinstance(exc, httpx.TimeoutException):
+        return False
+    return isinstance(exc, (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError))
 
 
 def unreachable(url: str, exc: httpx.TransportError, timeout: httpx.Timeout) -> ServiceUnreachable:

@@ -2,5 +2,7 @@
 
 from harness.bentoml import bentoml_serve
 from harness.process import ManagedProcess, free_port, http_ready, ports_listening
+from harness.workers import Worker, replacement, service_workers, wait_answering
 
-__all__ = ["ManagedProcess", "bentoml_serve", "free_port", "http_ready", "ports_listening"]
+__all__ = ["ManagedProcess", "Worker", "bentoml_serve", "free_port", "http_ready", "ports_listening", "replacement",
+           "service_workers", "wait_answering"]

@@ -88,6 +88,8 @@ class ServingConfig(BaseSettings):
     max_latency_ms: Annotated[int, Field(ge=10, le=600_000)] = 20_000
     max_pending_requests: Annotated[int, Field(validation_alias=_env("MAX_PENDING"), ge=1, le=100_000)] = 64
     request_timeout_s: Annotated[int, Field(ge=1, le=3600)] = 120
+    # Processes of the public (HTTP) service, sharing one socket: one killed, the others go on serving.
+    api_workers: Annotated[int, Field(ge=1, le=64)] = 2
     # 0: derived from the dialogue limits, per route (body_limit below)
     max_body_bytes: Annotated[int, Field(ge=0, le=1 << 30)] = 0
     body_timeout_s: Annotated[float, Field(ge=0.1, le=3600.0)] = 30.0
@@ -174,6 +176,11 @@ class ServingConfig(BaseSettings):
     @property
     def limits(self) -> RequestLimits:
         return RequestLimits(max_dialogue_chars=self.max_dialogue_chars, max_list_items=self.max_list_items)
+
+    @property
+    def pod_admission_limit(self) -> int:
+        """Requests one service (pod) admits at once: each API worker counts its own SUMMARIZER_MAX_PENDING."""
+        return self.max_pending_requests * self.api_workers
 
     def body_limit(self, dialogues: int) -> int:
         """Most bytes a request body may have when it carries up to ``dialogues`` dialogues:

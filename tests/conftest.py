@@ -55,6 +55,9 @@ def default_model(bentoml_home) -> str:
 def serve_env(bentoml_home):
     """Environment for a ``bentoml serve`` child: the test store, no tracking, small limits."""
     def make(model: str, **extra: str) -> dict[str, str]:
+        # One API worker unless a test asks for more: SUMMARIZER_MAX_PENDING is counted per API worker, and the
+        # tests that count 503s need every request in one process (a second worker also costs ~200 MB).
         return {"BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "true", "SUMMARIZER_MODEL": model,
-                "SUMMARIZER_ONNX_THREADS": "1", "SUMMARIZER_TORCH_THREADS": "1", **extra}
+                "SUMMARIZER_ONNX_THREADS": "1", "SUMMARIZER_TORCH_THREADS": "1", "SUMMARIZER_API_WORKERS": "1",
+                **extra}
     return make

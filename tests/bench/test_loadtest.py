@@ -17,7 +17,8 @@ def test_loadtest_smoke_run_reports_phases_batches_and_cost(tiny_model, bentoml_
     out = tmp_path / "results"
     cmd = [sys.executable, "-m", "bench.loadtest", "--model", tiny_model, "--start-users", "2", "--peak-users", "4",
            "--ramp-s", "4", "--hold-s", "4", "--overload-users", "12", "--overload-s", "4", "--idle-s", "2",
-           "--env", "SUMMARIZER_MAX_PENDING=4", "--env", "SUMMARIZER_ONNX_THREADS=1", "--out", str(out)]
+           "--env", "SUMMARIZER_MAX_PENDING=4", "--env", "SUMMARIZER_ONNX_THREADS=1",
+           "--env", "SUMMARIZER_API_WORKERS=1", "--out", str(out)]  # one worker: 12 users are 3x its 4
     env = {**os.environ, "BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "true"}
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

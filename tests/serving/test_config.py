@@ -91,7 +91,7 @@ def test_every_field_has_the_variable_the_readme_documents():
     assert {env_name(field) for field in ServingConfig.model_fields} == {
         "SUMMARIZER_MODEL", "SUMMARIZER_PRIMARY", "SUMMARIZER_FALLBACK", "SUMMARIZER_PRIMARY_TIMEOUT_S",
         "SUMMARIZER_MAX_DIALOGUE_CHARS", "SUMMARIZER_MAX_LIST_ITEMS", "SUMMARIZER_MAX_BATCH_SIZE",
-        "SUMMARIZER_MAX_LATENCY_MS", "SUMMARIZER_MAX_PENDING", "SUMMARIZER_REQUEST_TIMEOUT_S",
+        "SUMMARIZER_MAX_LATENCY_MS", "SUMMARIZER_MAX_PENDING", "SUMMARIZER_REQUEST_TIMEOUT_S", "SUMMARIZER_API_WORKERS",
         "SUMMARIZER_MAX_BODY_BYTES", "SUMMARIZER_BODY_TIMEOUT_S",
         "SUMMARIZER_ONNX_THREADS", "SUMMARIZER_TORCH_THREADS", "SUMMARIZER_INJECT_FAULT",
         "SUMMARIZER_API_KEYS", "SUMMARIZER_API_KEYS_FILE", "SUMMARIZER_METRICS_REQUIRE_KEY",
@@ -183,3 +183,11 @@ ROUTING = [
 def test_routing_for_each_setting_and_machine(environment, primary, fallback, cuda, expected):
     config = environment(SUMMARIZER_PRIMARY=primary, SUMMARIZER_FALLBACK=fallback)
     assert config.routing(cuda_available=cuda) == expected
+
+
+def test_two_api_workers_by_default_each_counting_its_own_admission_limit():
+    assert ServingConfig.load({}).api_workers == 2
+    config = ServingConfig.load({"SUMMARIZER_MAX_PENDING": "5", "SUMMARIZER_API_WORKERS": "3"})
+    assert (config.api_workers, config.pod_admission_limit) == (3, 15)
+    with pytest.raises(ConfigError, match="SUMMARIZER_API_WORKERS='0': Input should be greater than or equal to 1"):
+        ServingConfig.load({"SUMMARIZER_API_WORKERS": "0"})
