@@ -15,7 +15,7 @@ TRAIN_OUT ?= runs/default
 export BENTOML_DO_NOT_TRACK := true
 export SUMMARIZER_MODEL ?= $(MODEL)
 
-.PHONY: setup serve test import-default import-model train gate bento eval baseline collector bench loadtest profile clean \
+.PHONY: setup serve test import-default import-served-model import-model soak train gate bento eval baseline collector bench loadtest profile clean \
 	lock-cpu base-image container container-test lock-gpu bento-gpu dockerfile-gpu container-gpu
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
@@ -36,7 +36,15 @@ import-default: setup
 import-model: setup
 	$(BIN)/python -m model_store import $(SOURCE) --name $(NAME)
 
-serve: import-default
+# The shipped default model is imported when it is the one asked for (MODEL, or SUMMARIZER_MODEL); another must
+# be in the store already: the service says how to import it when it is not.
+DEFAULT_MODEL := dialogue-bart-small
+import-served-model: setup
+ifeq ($(firstword $(subst :, ,$(SUMMARIZER_MODEL))),$(DEFAULT_MODEL))
+	$(BIN)/python -m model_store import-default
+endif
+
+serve: import-served-model
 	$(BIN)/bentoml serve service:DialogueSummarizer --port $(PORT)
 
 test: setup
