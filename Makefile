@@ -79,6 +79,12 @@ bench: import-default
 loadtest: import-default
 	$(BIN)/python -m bench.loadtest
 
+# Soak: 50 clients for 10 minutes (SOAK_MINUTES), the OTLP collector stopped and restarted mid-way; memory, open
+# files, errors and latency per criterion, PASS/FAIL; writes bench/results/soak.json (README "Soak")
+SOAK_MINUTES ?= 10
+soak: import-default
+	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES)
+
 # Where ONNX Runtime's time goes (encoder, decoder by layer part, generate() loop) at batch sizes 1, 8, 32
 profile: import-default
 	$(BIN)/python -m bench.profile

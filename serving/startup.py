@@ -26,6 +26,8 @@ from serving.config import ConfigError, ServingConfig
 from serving.protocol import BackendName
 
 STARTUP_ERRORS = (ConfigError, ModelNotFoundError, ModelFileError)
+# PyTorch's weights: what the CPU image leaves out (container/Dockerfile.j2), read by the PyTorch backend alone
+TORCH_WEIGHTS = (".safetensors", ".bin")
 
 
 @contextmanager
@@ -56,7 +58,7 @@ def files_read_by(backends: set[BackendName]) -> Callable[[str], bool]:
         folder, _, name = rel.partition("/")
         if folder == ONNX_SUBDIR:
             return BackendName.ONNX in backends
-        if folder == HF_SUBDIR and (name.endswith(".safetensors") or name == SAFETENSORS_INDEX):
+        if folder == HF_SUBDIR and (name.endswith(TORCH_WEIGHTS) or name == SAFETENSORS_INDEX):
             return BackendName.TORCH in backends
         return True
     return wanted

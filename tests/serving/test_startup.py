@@ -9,12 +9,13 @@ from serving.protocol import BackendName
 from serving.startup import backends_that_may_serve, files_read_by
 
 FILES = ["hf/config.json", "hf/tokenizer.json", "hf/model.safetensors", "hf/model-00001-of-00002.safetensors",
-         "hf/model.safetensors.index.json", "onnx/beam_search.onnx", "onnx/beam_search.weights"]
+         "hf/model.safetensors.index.json", "hf/pytorch_model.bin", "onnx/beam_search.onnx", "onnx/beam_search.weights"]
 
 
 @pytest.mark.parametrize("backends, skipped", [
+    # the CPU image holds no PyTorch weights
     ({BackendName.ONNX}, {"hf/model.safetensors", "hf/model-00001-of-00002.safetensors",
-                          "hf/model.safetensors.index.json"}),  # the CPU image holds no PyTorch weights
+                          "hf/model.safetensors.index.json", "hf/pytorch_model.bin"}),
     ({BackendName.TORCH}, {"onnx/beam_search.onnx", "onnx/beam_search.weights"}),
     ({BackendName.TORCH, BackendName.ONNX}, set()),
 ])
