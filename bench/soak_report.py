@@ -3,8 +3,11 @@ each criterion of the soak with its figures and a PASS/FAIL verdict.
 
 Windows are fractions of the run: warm-up is the first ``WARMUP`` of it; a process's memory and open files
 "after warm-up" are the median of its samples in [WARMUP, WARMUP + WINDOW), "at the end" the median of the
-last WINDOW (medians: one sample taken during a batch's peak does not decide). The collector is down
-between its stop and its restart; latency there is compared with the rest of the run after warm-up.
+last WINDOW. Medians of a fifth of the run each (12 samples in 10 minutes): the ONNX worker's memory follows
+the batch it runs (its arena is handed back after each run), 450-660 MiB within a minute under a full queue,
+so one sample, or the median of a few, measures the batches of that moment rather than a trend. The
+collector is down between its stop and its restart (after the first window, before the last); latency
+there is compared with the rest of the run after warm-up.
 """
 
 from __future__ import annotations
@@ -15,9 +18,12 @@ from bench.common import fmt
 from bench.stats import latency_stats, median
 
 WARMUP = 0.2  # the first fifth of the run: models load their pages, arenas and caches grow to their size
-WINDOW = 0.1  # a tenth of the run on each side of the memory comparison
+WINDOW = 0.2  # a fifth of the run on each side of the memory and open-files comparison
 MAX_MEMORY_GROWTH = 0.05  # the issue: every process's memory flat after warm-up, < 5 % growth
-MAX_FD_GROWTH = 2  # open files may differ by a connection or two between two moments; a leak grows past it
+# Open files include connections (each client's, the API worker's to the backends), which come and go with the
+# load; a leak adds one per request or per error, hundreds in a soak. Growth allowed: 2 or 5 %, the larger.
+MAX_FD_GROWTH = 2
+MAX_FD_GROWTH_SHARE = 0.05
 
 
 def _window(samples: Sequence[dict], start: float, end: float | None, duration: float) -> list[dict]:
@@ -95,7 +101,8 @@ def analyse(records: Sequence[dict], samples: Sequence[dict], duration: float, t
             f"({_pct(growth)}), USS {_pct(row['uss_growth'])}" + (" RESPAWNED" if row["respawned"] else "")))
         criteria.append(_criterion(
             f"{label}: no file-descriptor growth",
-            row["fd_growth"] is not None and row["fd_growth"] <= MAX_FD_GROWTH,
+            row["fd_growth"] is not None
+            and row["fd_growth"] <= max(MAX_FD_GROWTH, MAX_FD_GROWTH_SHARE * row["fds_after_warmup"]),
             f"{fmt(row['fds_after_warmup'], 0)} -> {fmt(row['fds_end'], 0)} open files"))
     if collector.get("outage_s"):
         ins = collector["during_outage"]

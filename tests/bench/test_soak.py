@@ -32,17 +32,17 @@ def test_memory_that_grows_during_warm_up_then_stays_flat_passes():
     # 300 MiB at start, 500 MiB by the end of warm-up (models, arenas), then within 1 %.
     flat = samples(lambda t: 300 + 200 * min(t, 100) / 100 + (t % 20 == 0) * 4)
     row = process_growth(flat, DURATION)["service worker summarizer_onnx"]
-    assert row["rss_mib_after_warmup"] == 504 and row["rss_mib_end"] == 504
+    assert 500 <= row["rss_mib_after_warmup"] <= 504 and 500 <= row["rss_mib_end"] <= 504
     assert abs(row["rss_growth"]) < 0.01 and row["fd_growth"] == 0 and not row["respawned"]
     report = analyse(records(), flat, DURATION, 4.0, OUTAGE, spans_after_restart=10)
     assert report["passed"], render_for_test(report)
 
 
 def test_memory_that_keeps_growing_after_warm_up_fails():
-    leaking = samples(lambda t: 500 + 0.1 * t)  # 0.1 MiB/s: 512 -> 559 MiB between the windows, +9 %
+    leaking = samples(lambda t: 500 + 0.1 * t)  # 0.1 MiB/s: 517.5 -> 554.5 MiB between the windows' medians, +7 %
     report = analyse(records(), leaking, DURATION, 4.0, OUTAGE)
     row = report["processes"]["service worker summarizer_onnx"]
-    assert 0.08 < row["rss_growth"] < 0.10
+    assert 0.07 < row["rss_growth"] < 0.072
     memory = [c for c in report["criteria"] if "memory flat" in c["name"]]
     assert [c["passed"] for c in memory] == [False] and not report["passed"]
 
@@ -50,7 +50,9 @@ def test_memory_that_keeps_growing_after_warm_up_fails():
 def test_open_files_that_keep_growing_fail_and_a_respawned_worker_fails():
     report = analyse(records(), samples(lambda t: 500, fds_at=lambda t: 40 + t // 60), DURATION, 4.0, None)
     fds = [c for c in report["criteria"] if "file-descriptor" in c["name"]]
-    assert report["processes"]["service worker summarizer_onnx"]["fd_growth"] == 7
+    assert report["processes"]["service worker summarizer_onnx"]["fd_growth"] == 6.5  # 42.5 -> 49
+    wobbling = analyse(records(), samples(lambda t: 500, fds_at=lambda t: 100 + (t // 10) % 5), DURATION, 4.0, None)
+    assert [c["passed"] for c in wobbling["criteria"] if "file-descriptor" in c["name"]] == [True]
     assert [c["passed"] for c in fds] == [False]
     respawn = samples(lambda t: 500, pid_at=lambda t: 100 if t < 300 else 200)
     respawned = analyse(records(), respawn, DURATION, 4.0, None)
