@@ -157,9 +157,9 @@ async def soak(server, collector, dialogues: list[str], args, duration: float) -
 
     async def sampler() -> None:
         while time.monotonic() < end:
-            samples.append({"t": time.monotonic() - started, "processes": await asyncio.to_thread(sample_tree, server)})
+            samples.append(await asyncio.to_thread(sample, server, started))
             await asyncio.sleep(args.sample_s)
-        samples.append({"t": time.monotonic() - started, "processes": await asyncio.to_thread(sample_tree, server)})
+        samples.append(await asyncio.to_thread(sample, server, started))
 
     async def outage() -> None:
         if args.no_outage:
@@ -191,6 +191,12 @@ def _code(response) -> str:
         return ""
 
 
+def sample(server, started: float) -> dict:
+    """One sample: seconds since the load started, the machine's 1-minute load average (on a shared machine,
+    what says whether a slow minute was ours), and each process of the serve tree."""
+    return {"t": time.monotonic() - started, "load_average": os.getloadavg()[0], "processes": sample_tree(server)}
+
+
 def sample_tree(server) -> dict[str, dict]:
     """Each live process of the serve tree: its pid, RSS and USS in MiB, and open files, by a stable label
     (the BentoML service a worker runs; a second process of the same kind gets its pid in the label)."""
@@ -199,12 +205,15 @@ def sample_tree(server) -> dict[str, dict]:
     from bench.servers import _short_cmd
 
     out: dict[str, dict] = {}
-    for proc in [psutil.Process(server.pid), *server.descendants()]:
+    tree = {p.pid: p for p in [psutil.Process(server.pid), *server.descendants()]}  # descendants include the root
+    for proc in tree.values():
         try:
             with proc.oneshot():
                 memory = proc.memory_full_info()
+                cpu = proc.cpu_times()
                 row = {"pid": proc.pid, "rss_mib": round(memory.rss / 2**20, 2),
-                       "uss_mib": round(memory.uss / 2**20, 2), "fds": proc.num_fds()}
+                       "uss_mib": round(memory.uss / 2**20, 2), "fds": proc.num_fds(),
+                       "cpu_s": round(cpu.user + cpu.system, 2)}
                 label = _short_cmd(" ".join(proc.cmdline()))
         except psutil.Error:
             continue

@@ -60,21 +60,41 @@ def process_growth(samples: Sequence[dict], duration: float) -> dict[str, dict]:
     return out
 
 
-def outage_comparison(records: Sequence[dict], outage: tuple[float, float] | None, duration: float) -> dict:
+def outage_comparison(records: Sequence[dict], outage: tuple[float, float] | None, duration: float,
+                      samples: Sequence[dict] = ()) -> dict:
     """Errors and latency of the requests started while the collector was down against those started after
-    warm-up outside the outage. ``records``: [{"t": start, "latency_s", "ok": bool}]."""
+    warm-up outside the outage, with the machine's median load average in each (samples that have it).
+    ``records``: [{"t": start, "latency_s", "ok": bool}]."""
     if outage is None:
         return {"outage_s": None}
     down, up = outage
-    inside = [r for r in records if down <= r["t"] < up]
-    outside = [r for r in records if r["t"] >= WARMUP * duration and not down <= r["t"] < up]
-    def summary(rows: Sequence[dict]) -> dict:
+
+    def during(t: float) -> bool:
+        return down <= t < up
+
+    def summary(rows: Sequence[dict], loads: Sequence[float]) -> dict:
         return {"requests": len(rows), "errors": sum(not r["ok"] for r in rows),
-                **latency_stats([r["latency_s"] for r in rows if r["ok"]])}
-    ins, outs = summary(inside), summary(outside)
+                **latency_stats([r["latency_s"] for r in rows if r["ok"]]), "load_average": median(loads)}
+    loaded = [s for s in samples if s.get("load_average") is not None and s["t"] >= WARMUP * duration]
+    ins = summary([r for r in records if during(r["t"])], [s["load_average"] for s in loaded if during(s["t"])])
+    outs = summary([r for r in records if r["t"] >= WARMUP * duration and not during(r["t"])],
+                   [s["load_average"] for s in loaded if not during(s["t"])])
     ratio = (ins["p99_s"] / outs["p99_s"]) if ins["p99_s"] and outs["p99_s"] else None
     return {"outage_s": [round(down, 1), round(up, 1)], "during_outage": ins, "outside_outage": outs,
             "p99_ratio": ratio}
+
+
+def timeline(records: Sequence[dict], samples: Sequence[dict], duration: float, step_s: float = 60.0) -> list[dict]:
+    """Per ``step_s`` of the run: requests started, errors, p50 and p99, and the machine's load average."""
+    rows = []
+    for start in range(0, int(duration), int(step_s)):
+        inside = [r for r in records if start <= r["t"] < start + step_s]
+        loads = [s["load_average"] for s in samples
+                 if start <= s["t"] < start + step_s and s.get("load_average") is not None]
+        stats = latency_stats([r["latency_s"] for r in inside if r["ok"]])
+        rows.append({"from_s": start, "requests": len(inside), "errors": sum(not r["ok"] for r in inside),
+                     "p50_s": stats["p50_s"], "p99_s": stats["p99_s"], "load_average": median(loads)})
+    return rows
 
 
 def analyse(records: Sequence[dict], samples: Sequence[dict], duration: float, threshold_s: float,
@@ -83,7 +103,7 @@ def analyse(records: Sequence[dict], samples: Sequence[dict], duration: float, t
     errors = [r for r in records if not r["ok"]]
     latency = latency_stats([r["latency_s"] for r in records if r["ok"]])
     processes = process_growth(samples, duration)
-    collector = outage_comparison(records, outage, duration)
+    collector = outage_comparison(records, outage, duration, samples)
     criteria = [
         _criterion("requests answered, 0 errors", bool(records) and not errors,
                    f"{len(records)} requests, {len(errors)} errors"
@@ -119,6 +139,7 @@ def analyse(records: Sequence[dict], samples: Sequence[dict], duration: float, t
     return {"requests": len(records), "errors": len(errors),
             "error_kinds": _kinds(errors), "latency": latency, "threshold_s": threshold_s,
             "processes": processes, "collector": collector, "spans_after_restart": spans_after_restart,
+            "timeline": timeline(records, samples, duration),
             "criteria": criteria, "passed": all(c["passed"] for c in criteria)}
 
 
@@ -156,11 +177,15 @@ def render(report: dict) -> str:
     col = report["collector"]
     if col.get("outage_s"):
         ins, outs = col["during_outage"], col["outside_outage"]
-        lines += ["", f"{'window':26} {'requests':>8} {'errors':>6} {'p50':>7} {'p99':>7}",
-                  f"{'collector down':26} {ins['requests']:>8} {ins['errors']:>6} {fmt(ins['p50_s']):>7} "
-                  f"{fmt(ins['p99_s']):>7}",
-                  f"{'after warm-up, collector up':26} {outs['requests']:>8} {outs['errors']:>6} "
-                  f"{fmt(outs['p50_s']):>7} {fmt(outs['p99_s']):>7}"]
+        lines += ["", f"{'window':27} {'requests':>8} {'errors':>6} {'p50':>7} {'p99':>7} {'load average':>12}",
+                  f"{'collector down':27} {ins['requests']:>8} {ins['errors']:>6} {fmt(ins['p50_s']):>7} "
+                  f"{fmt(ins['p99_s']):>7} {fmt(ins.get('load_average'), 1):>12}",
+                  f"{'after warm-up, collector up':27} {outs['requests']:>8} {outs['errors']:>6} "
+                  f"{fmt(outs['p50_s']):>7} {fmt(outs['p99_s']):>7} {fmt(outs.get('load_average'), 1):>12}"]
+    if report.get("timeline"):
+        lines += ["", f"{'minute':>6} {'requests':>8} {'errors':>6} {'p50':>7} {'p99':>7} {'load average':>12}"]
+        lines += [f"{row['from_s'] / 60:>6.0f} {row['requests']:>8} {row['errors']:>6} {fmt(row['p50_s']):>7} "
+                  f"{fmt(row['p99_s']):>7} {fmt(row['load_average'], 1):>12}" for row in report["timeline"]]
     lines.append("")
     lines += [f"{'PASS' if c['passed'] else 'FAIL'}  {c['name']}: {c['detail']}" for c in report["criteria"]]
     lines.append(f"\nsoak: {'PASS' if report['passed'] else 'FAIL'}")
