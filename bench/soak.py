@@ -213,6 +213,7 @@ def sample_tree(server) -> dict[str, dict]:
                 cpu = proc.cpu_times()
                 row = {"pid": proc.pid, "rss_mib": round(memory.rss / 2**20, 2),
                        "uss_mib": round(memory.uss / 2**20, 2), "fds": proc.num_fds(),
+                       "sockets": len(proc.net_connections(kind="all")),
                        "cpu_s": round(cpu.user + cpu.system, 2)}
                 label = _short_cmd(" ".join(proc.cmdline()))
         except psutil.Error:
