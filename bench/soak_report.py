@@ -67,9 +67,23 @@ def process_growth(samples: Sequence[dict], duration: float) -> dict[str, dict]:
         row["fd_growth"] = fd1 - fd0 if fd0 is not None and fd1 is not None else None
         so0, so1 = row["sockets_after_warmup"], row["sockets_end"]
         row["socket_growth"] = so1 - so0 if so0 is not None and so1 is not None else None
+        row["rss_trend_mib_per_min"] = _trend_per_min(
+            [(s["t"], s["processes"][label]["rss_mib"]) for s in samples
+             if s["t"] >= WARMUP * duration and label in s["processes"]])
         row["respawned"] = len(row["pids"]) > 1
         out[label] = row
     return out
+
+
+def _trend_per_min(points: Sequence[tuple[float, float]]) -> float | None:
+    """Least-squares slope of (seconds, MiB) points, in MiB per minute: a leak's steady climb, next to the
+    windows' medians (informative; the verdict is the medians')."""
+    if len(points) < 3:
+        return None
+    import numpy as np
+
+    t, values = np.asarray(points, dtype=float).T
+    return float(np.polyfit(t, values, 1)[0] * 60.0)
 
 
 def outage_comparison(records: Sequence[dict], outage: tuple[float, float] | None, duration: float,
@@ -130,7 +144,8 @@ def analyse(records: Sequence[dict], samples: Sequence[dict], duration: float, t
             f"{label}: memory flat after warm-up (< {MAX_MEMORY_GROWTH:.0%})",
             growth is not None and growth < MAX_MEMORY_GROWTH and not row["respawned"],
             f"RSS {fmt(row['rss_mib_after_warmup'], 1)} -> {fmt(row['rss_mib_end'], 1)} MiB "
-            f"({_pct(growth)}), USS {_pct(row['uss_growth'])}" + (" RESPAWNED" if row["respawned"] else "")))
+            f"({_pct(growth)}), USS {_pct(row['uss_growth'])}, trend {fmt(row['rss_trend_mib_per_min'])} MiB/min"
+            + (" RESPAWNED" if row["respawned"] else "")))
         sockets_ok = row["socket_growth"] is None or row["socket_growth"] <= max(
             MAX_SOCKET_GROWTH, MAX_SOCKET_GROWTH_SHARE * row["sockets_after_warmup"])
         criteria.append(_criterion(
