@@ -18,7 +18,6 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from model_store.store import get_model
 from observability import telemetry
 from observability.middleware import RequestTelemetry
 from serving import log_privacy, request_timeout
@@ -36,18 +35,21 @@ from serving.openapi import published_spec
 from serving.protocol import (BackendName, BackendStatus, GenerationJob, GenerationOptions,
                               GenerationOutcome, ModelInfo, Summary, SummaryBatch, request_models)
 from serving.routing import Backend, BackendUnavailable, Router
+from serving.startup import explained_exit, stored_model
 from serving.validation_errors import RequestValidation
 
 # Before BentoML builds the apps: its timeout middleware kept every request's objects alive for the timeout.
 request_timeout.install()
 log_privacy.install()  # BentoML logs a refused body's values with its traceback; only the error types remain
-CONFIG = ServingConfig.load()  # once per process, from SUMMARIZER_*; passed to what needs it
+# A bad setting, a model not in the store or a damaged model file stops the service here, in BentoML's main
+# process before any worker starts, with one line naming it and the fix (not in BentoML's model resolution,
+# which would try a cloud download and report "no cloud context"; not in a worker, which BentoML respawns).
+with explained_exit():
+    CONFIG = ServingConfig.load()  # once per process, from SUMMARIZER_*; passed to what needs it
+    STORED = stored_model(CONFIG)  # the main process checks the routed backends' files against their sha256
 SummarizeRequest, SummarizeBatchRequest = request_models(CONFIG.limits)
 REQUEST_MODELS = {"/summarize": SummarizeRequest, "/summarize_batch": SummarizeBatchRequest}
 telemetry.configure_bentoml()  # OTLP from the OTEL_* variables; off (and free) without an endpoint
-# Fail at start-up, with the command that fixes it, rather than in BentoML's model resolution
-# (which would try a cloud download and report "no cloud context").
-get_model(CONFIG.model_tag)
 BACKEND_CONFIG = dict(
     traffic={"timeout": CONFIG.request_timeout_s, "max_concurrency": 10_000},
     # BentoML's dependency client replaces its HTTP session every 100 calls or 5 minutes by default and
@@ -66,7 +68,7 @@ class _BackendService:
     model_ref = bentoml.models.BentoModel(CONFIG.model_tag)
 
     def __init__(self) -> None:
-        stored = get_model(CONFIG.model_tag)
+        stored = STORED
         self.worker = BackendWorker(self.backend, CONFIG, stored.path, str(stored.tag),
                                     observer=telemetry.engine_observer())
         telemetry.start(service=f"summarizer_{self.backend}", component="backend", model=str(stored.tag),
@@ -104,7 +106,7 @@ class DialogueSummarizer:
     onnx_backend = bentoml.depends(OnnxBackend)
 
     def __init__(self) -> None:
-        stored = get_model(CONFIG.model_tag)
+        stored = STORED
         self.model_tag = str(stored.tag)
         self.defaults = default_settings(stored.path_of(HF_SUBDIR))
         self.context_tokens = context_length(stored.path_of(HF_SUBDIR))

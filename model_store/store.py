@@ -232,9 +232,51 @@ def parameter_count(hf_dir: Path) -> int:
 def verify(tag: str) -> list[str]:
     """Files whose sha256 no longer matches the import (empty list: intact)."""
     stored = get_model(tag)
-    expected = stored.info.metadata.get("sha256", {})
-    return [rel for rel, digest in expected.items()
-            if not (Path(stored.path) / rel).exists() or sha256_file(Path(stored.path) / rel) != digest]
+    return [rel for rel, _ in changed_files(Path(stored.path), stored.info.metadata.get("sha256", {}))]
+
+
+def changed_files(root: Path, expected: dict[str, str],
+                  wanted: Callable[[str], bool] = lambda rel: True) -> list[tuple[str, str]]:
+    """(file, what is wrong) for each ``wanted`` file of ``expected`` (relative path -> sha256) that is missing
+    under ``root`` or whose sha256 differs (a truncated or altered file: the store records no sizes)."""
+    problems = []
+    for rel, digest in expected.items():
+        if not wanted(rel):
+            continue
+        path = root / rel
+        if not path.is_file():
+            problems.append((rel, "missing"))
+        elif sha256_file(path) != digest:
+            problems.append((rel, "truncated or altered: its sha256 differs from the one recorded at import"))
+    return problems
+
+
+class ModelFileError(RuntimeError):
+    """A stored model's file is missing, truncated or altered; the message names it and the command that fixes it."""
+
+
+def check_files(stored, wanted: Callable[[str], bool] = lambda rel: True) -> None:
+    """Raise ModelFileError unless every ``wanted`` file of ``stored`` (a BentoML model) matches the sha256
+    recorded at import. A model stored without checksums (none recorded) passes: there is nothing to compare."""
+    problems = changed_files(Path(stored.path), stored.info.metadata.get("sha256", {}), wanted)
+    if problems:
+        listed = "; ".join(f"{rel} {what}" for rel, what in problems)
+        raise ModelFileError(f"model {str(stored.tag)!r} in {stored.path}: {listed}. Fix: {reimport_hint(stored)}")
+
+
+def reimport_hint(stored) -> str:
+    """The command that stores a good copy of ``stored`` again, and how to serve it."""
+    name = stored.tag.name
+    meta = stored.info.metadata
+    if meta.get("quantized_from"):
+        command = f"python -m model_store quantize {meta['quantized_from']} --name {name}"
+    elif stored.info.labels.get("default") == "yes" or name == DEFAULT_MODEL_NAME:
+        command = "python -m model_store import-default --force"
+    else:
+        source = meta.get("source") or "<hf-id-or-directory>"
+        command = f"python -m model_store import {source} --name {name}"
+    return (f"import it again with `{command}` and serve the new version (SUMMARIZER_MODEL={name}:latest); "
+            f"`bentoml models delete {stored.tag}` removes the damaged one")
 
 
 def get_model(tag: str):

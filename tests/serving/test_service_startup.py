@@ -1,7 +1,10 @@
-"""What ``bentoml serve`` does when it cannot serve: bad settings, a missing model, a backend that cannot load."""
+"""What ``bentoml serve`` does when it cannot serve: bad settings, a missing model, a damaged model file, a backend
+that cannot load. A start-up error is one message with its fix, no traceback, and the server exits (BentoML
+would respawn a worker that failed for ever)."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -9,16 +12,26 @@ import httpx
 import pytest
 
 from harness import bentoml_serve, http_ready
-from model_store.layout import HF_SUBDIR
 from model_store.store import get_model, import_model
 
 
+EXIT_WITHIN_S = 60  # the main process exits before it starts any worker (about 2 s on an idle machine)
+
+
 def failed_start(env: dict[str, str], log_path) -> tuple[int, str]:
-    """Start ``bentoml serve``, expect it to exit before it is ready; its exit code and output."""
+    """Start ``bentoml serve``, expect it to exit before it is ready and within EXIT_WITHIN_S; its exit code and
+    output, which must hold no traceback."""
     served = bentoml_serve(log_path, env)
-    with pytest.raises(RuntimeError, match="exited with"):
-        served.start(timeout_s=120)
-    return served.proc.returncode, served.log()
+    started = time.monotonic()
+    try:
+        with pytest.raises(RuntimeError, match="exited with"):
+            served.start(timeout_s=EXIT_WITHIN_S)
+    finally:
+        served.stop(grace_s=5)  # nothing left when it exited as it should; whatever it started when not
+    assert time.monotonic() - started < EXIT_WITHIN_S
+    output = served.log()
+    assert "Traceback" not in output, output[-3000:]
+    return served.proc.returncode, output
 
 
 def test_invalid_settings_stop_the_server_with_one_line_per_variable(tiny_model, serve_env, tmp_path):
@@ -37,15 +50,67 @@ def test_invalid_settings_stop_the_server_with_one_line_per_variable(tiny_model,
 def test_missing_model_names_the_import_command(serve_env, tmp_path):
     code, output = failed_start(serve_env("not-imported-model"), tmp_path / "serve.log")
     assert code != 0
-    assert "not-imported-model" in output and "python -m model_store import" in output
+    assert output.strip().startswith("error: model 'not-imported-model:latest' is not in the BentoML model store")
+    assert "python -m model_store import <hf-id-or-directory> --name not-imported-model" in output
+
+
+@pytest.fixture(scope="module")
+def checked_model(tiny_model_dir, bentoml_home) -> str:
+    """The tiny BART (PyTorch weights and ONNX export) under a name of its own: the tests damage its files."""
+    return import_model(str(tiny_model_dir), "tiny-bart-checked").tag
+
+
+def _remove(path: Path) -> None:
+    path.unlink()
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _alter_one_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage, rel, problem", [
+    (_remove, "hf/tokenizer.json", "missing"),  # read by both backends
+    (_truncate, "onnx/beam_search.weights", "truncated or altered"),
+    (_alter_one_byte, "hf/model.safetensors", "truncated or altered"),  # PyTorch may serve: it is installed here
+], ids=["missing", "truncated", "one-byte-altered"])
+def test_a_damaged_model_file_stops_the_server_with_its_name_and_the_fix(checked_model, serve_env, tmp_path,
+                                                                         damage, rel, problem):
+    path = Path(get_model(checked_model).path) / rel
+    original = path.read_bytes()
+    damage(path)
+    try:
+        code, output = failed_start(serve_env(checked_model), tmp_path / "serve.log")
+    finally:
+        path.write_bytes(original)
+    assert code != 0
+    [message] = [line for line in output.splitlines() if line.startswith("error:")]
+    assert f"{rel} {problem}" in message, output
+    assert f"python -m model_store import {tiny_model_dir_of(checked_model)} --name tiny-bart-checked" in message
+
+
+def tiny_model_dir_of(tag: str) -> str:
+    return get_model(tag).info.metadata["source"]
 
 
 @pytest.fixture
-def model_with_damaged_weights(tiny_model_dir, bentoml_home) -> str:
-    """The tiny BART stored without an ONNX export, its PyTorch weights then overwritten (a damaged store)."""
-    tag = import_model(str(tiny_model_dir), "tiny-bart-damaged", onnx=False).tag
-    Path(get_model(tag).path_of(HF_SUBDIR), "model.safetensors").write_bytes(b"not a safetensors file")
-    return tag
+def model_with_damaged_weights(tiny_model_dir, bentoml_home, tmp_path) -> str:
+    """The tiny BART stored without an ONNX export from weights that PyTorch cannot load (one tensor of the
+    wrong shape): its checksums match, so it passes the start-up check and fails in the backend."""
+    from safetensors.numpy import load_file, save_file
+
+    source = tmp_path / "wrong-shape"
+    shutil.copytree(tiny_model_dir, source)
+    weights = load_file(source / "model.safetensors")
+    name = next(k for k in sorted(weights) if k.endswith("fc1.weight"))
+    weights[name] = weights[name][..., :1].copy()
+    save_file(weights, source / "model.safetensors", metadata={"format": "pt"})
+    return import_model(str(source), "tiny-bart-damaged", onnx=False).tag
 
 
 def test_readiness_is_refused_while_no_routed_backend_has_its_model(model_with_damaged_weights, serve_env, tmp_path):
@@ -56,7 +121,7 @@ def test_readiness_is_refused_while_no_routed_backend_has_its_model(model_with_d
     served.start(timeout_s=120)
     try:
         deadline = time.monotonic() + 60
-        while "SafetensorError" not in served.log():  # the PyTorch backend failed to load, as intended
+        while "size mismatch" not in served.log():  # the PyTorch backend failed to load, as intended
             assert time.monotonic() < deadline, served.log_tail()
             time.sleep(0.5)
         started = time.monotonic()
