@@ -41,8 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.probes", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--admission-limit", type=int, default=64, help="SUMMARIZER_MAX_PENDING (default 64)")
-    parser.add_argument("--users", type=int, help="closed-loop users (default: twice the admission limit)")
+    parser.add_argument("--admission-limit", type=int, default=64, help="SUMMARIZER_MAX_PENDING, per API worker (default 64)")
+    parser.add_argument("--users", type=int, help="closed-loop users (default: twice the pod's admission limit, all API workers)")
     parser.add_argument("--seconds", type=float, default=60.0, help="seconds under load (default 60)")
     parser.add_argument("--idle-s", type=float, default=10.0, help="seconds of probes at rest first (default 10)")
     parser.add_argument("--model", help="stored model (default: $SUMMARIZER_MODEL or dialogue-bart-small:latest)")
@@ -58,15 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.admission_limit < 1:
         raise SystemExit(f"--admission-limit must be at least 1, e.g. 16; got {args.admission_limit}")
     env = {**dict(item.split("=", 1) for item in args.env), "SUMMARIZER_MAX_PENDING": str(args.admission_limit)}
-    users = args.users or 2 * args.admission_limit
     warning = busy_warning()
     if warning:
         log(f"warning: {warning}")
     logs = Path(tempfile.mkdtemp(prefix="probes-"))
+    server, model, max_pending = start_service(args.model, env, logs)  # the pod's: per API worker x workers
+    users = args.users or 2 * max_pending
     load_args = loadtest_parser().parse_args(
         ["--ramp-s", "0", "--hold-s", "0", "--overload-users", str(users), "--overload-s", str(args.seconds),
          "--idle-s", str(args.idle_s), "--probe-old-readiness"])
-    server, model, max_pending = start_service(args.model, env, logs)
     try:
         config = plan(load_args, max_pending, logs)
         measured = measure(server.url, config, logs)

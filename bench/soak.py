@@ -199,11 +199,13 @@ def sample(server, started: float) -> dict:
 
 def sample_tree(server) -> dict[str, dict]:
     """Each live process of the serve tree: its pid, RSS and USS in MiB, and open files, by a stable label
-    (the BentoML service a worker runs; a second process of the same kind gets its pid in the label)."""
+    (the BentoML service a worker runs; a service's second worker, e.g. the public service's, gets " #2")."""
     import psutil
 
     from bench.servers import _short_cmd
+    from harness.workers import service_workers
 
+    worker_ids = {worker.pid: worker.worker_id for worker in service_workers(server.pid)}
     out: dict[str, dict] = {}
     tree = {p.pid: p for p in [psutil.Process(server.pid), *server.descendants()]}  # descendants include the root
     for proc in tree.values():
@@ -216,6 +218,8 @@ def sample_tree(server) -> dict[str, dict]:
                        "sockets": len(proc.net_connections(kind="all")),
                        "cpu_s": round(cpu.user + cpu.system, 2)}
                 label = _short_cmd(" ".join(proc.cmdline()))
+                if worker_ids.get(proc.pid, 1) > 1:
+                    label += f" #{worker_ids[proc.pid]}"
         except psutil.Error:
             continue
         out[label if label not in out else f"{label} (pid {proc.pid})"] = row

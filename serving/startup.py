@@ -15,7 +15,6 @@ byte.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -24,6 +23,7 @@ import bentoml
 from model_store.layout import HF_SUBDIR, ONNX_SUBDIR
 from model_store.store import SAFETENSORS_INDEX, ModelFileError, ModelNotFoundError, check_files, get_model
 from serving.config import ConfigError, ServingConfig
+from serving.devices import cuda_available
 from serving.protocol import BackendName
 
 STARTUP_ERRORS = (ConfigError, ModelNotFoundError, ModelFileError)
@@ -46,10 +46,8 @@ def in_main_process() -> bool:
 
 
 def backends_that_may_serve(config: ServingConfig) -> set[BackendName]:
-    """The backends routed on this machine. The main process does not import PyTorch to ask CUDA (seconds and
-    hundreds of MB in a process that serves nothing): where PyTorch is installed it counts as if a GPU were there."""
-    with_gpu = [True] if importlib.util.find_spec("torch") is not None else []
-    return {backend for cuda in [False, *with_gpu] for backend in config.routing(cuda) if backend is not None}
+    """The backends routed on this machine (asking CUDA imports no PyTorch: serving/devices.py)."""
+    return {backend for backend in config.routing(cuda_available()) if backend is not None}
 
 
 def files_read_by(backends: set[BackendName]) -> Callable[[str], bool]:

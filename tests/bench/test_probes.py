@@ -80,7 +80,8 @@ def test_probes_are_put_in_the_phase_of_the_load_they_were_sent_in():
 def test_short_mode_probes_at_rest_and_past_the_admission_limit(tiny_model, bentoml_home, tmp_path):
     out = tmp_path / "results"
     cmd = [sys.executable, "-m", "bench.probes", "--model", tiny_model, "--admission-limit", "2",
-           "--seconds", "4", "--idle-s", "2", "--env", "SUMMARIZER_ONNX_THREADS=1", "--out", str(out)]
+           "--seconds", "4", "--idle-s", "2", "--env", "SUMMARIZER_ONNX_THREADS=1",
+           "--env", "SUMMARIZER_API_WORKERS=1", "--out", str(out)]
     env = {**os.environ, "BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "true"}
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

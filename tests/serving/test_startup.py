@@ -24,13 +24,15 @@ def test_each_backend_checks_the_files_it_reads(backends, skipped):
     assert {rel for rel in FILES if not wanted(rel)} == skipped
 
 
-def test_without_pytorch_only_the_onnx_backend_may_serve(monkeypatch):
-    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None)
+def test_without_a_gpu_only_the_onnx_backend_may_serve(monkeypatch):
+    monkeypatch.setattr("serving.startup.cuda_available", lambda: False)
     assert backends_that_may_serve(ServingConfig.load({})) == {BackendName.ONNX}
+    torch_primary = ServingConfig.load({"SUMMARIZER_PRIMARY": "torch", "SUMMARIZER_FALLBACK": "none"})
+    assert backends_that_may_serve(torch_primary) == {BackendName.TORCH}
 
 
-def test_with_pytorch_installed_a_gpu_is_assumed_rather_than_asked(monkeypatch):
-    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: object())
+def test_with_a_gpu_both_backends_may_serve(monkeypatch):
+    monkeypatch.setattr("serving.startup.cuda_available", lambda: True)
     assert backends_that_may_serve(ServingConfig.load({})) == {BackendName.TORCH, BackendName.ONNX}
     onnx_only = ServingConfig.load({"SUMMARIZER_PRIMARY": "onnx", "SUMMARIZER_FALLBACK": "none"})
     assert backends_that_may_serve(onnx_only) == {BackendName.ONNX}
