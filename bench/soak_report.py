@@ -198,10 +198,10 @@ def render(report: dict) -> str:
              f"requests {report['requests']}, errors {report['errors']}, {report['throughput_rps']:.2f} requests/s; "
              f"latency p50 {fmt(lat['p50_s'])} s, p99 {fmt(lat['p99_s'])} s, max {fmt(lat['max_s'])} s "
              f"(alert threshold {report['threshold_s']:g} s)", "",
-             f"{'process':34} {'RSS after warm-up':>17} {'RSS end':>9} {'growth':>8} {'USS growth':>10} "
+             f"{'process':38} {'RSS after warm-up':>17} {'RSS end':>9} {'growth':>8} {'USS growth':>10} "
              f"{'fds':>9}"]
     for label, row in report["processes"].items():
-        lines.append(f"{label[:34]:34} {fmt(row['rss_mib_after_warmup'], 1):>13} MiB {fmt(row['rss_mib_end'], 1):>9} "
+        lines.append(f"{label[:38]:38} {fmt(row['rss_mib_after_warmup'], 1):>13} MiB {fmt(row['rss_mib_end'], 1):>9} "
                      f"{_pct(row['rss_growth']):>8} {_pct(row['uss_growth']):>10} "
                      f"{fmt(row['fds_after_warmup'], 0):>4}->{fmt(row['fds_end'], 0):<4}")
     col = report["collector"]
