@@ -74,18 +74,19 @@ def _alter_one_byte(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("damage, rel, problem", [
-    (_remove, "hf/tokenizer.json", "missing"),  # read by both backends
-    (_truncate, "onnx/beam_search.weights", "truncated or altered"),
-    (_alter_one_byte, "hf/model.safetensors", "truncated or altered"),  # PyTorch may serve: it is installed here
+@pytest.mark.parametrize("damage, rel, problem, routing", [
+    (_remove, "hf/tokenizer.json", "missing", {}),  # read by both backends
+    (_truncate, "onnx/beam_search.weights", "truncated or altered", {}),
+    # PyTorch's weights are checked where PyTorch is routed (made the primary here: there is no GPU)
+    (_alter_one_byte, "hf/model.safetensors", "truncated or altered", {"SUMMARIZER_PRIMARY": "torch"}),
 ], ids=["missing", "truncated", "one-byte-altered"])
 def test_a_damaged_model_file_stops_the_server_with_its_name_and_the_fix(checked_model, serve_env, tmp_path,
-                                                                         damage, rel, problem):
+                                                                         damage, rel, problem, routing):
     path = Path(get_model(checked_model).path) / rel
     original = path.read_bytes()
     damage(path)
     try:
-        code, output = failed_start(serve_env(checked_model), tmp_path / "serve.log")
+        code, output = failed_start(serve_env(checked_model, **routing), tmp_path / "serve.log")
     finally:
         path.write_bytes(original)
     assert code != 0
