@@ -59,23 +59,28 @@ class BodyLimits:
                              f"the request body did not arrive whole within {self.timeout_s:g} s "
                              f"({size} bytes came; SUMMARIZER_BODY_TIMEOUT_S)", headers=CLOSE)
             return
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()  # after the body: only the client's disconnect
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(b"".join(chunks), receive), send)
 
     @staticmethod
     async def _too_large(send, limit: int, what: str) -> None:
         await send_error(send, 413, ErrorCode.BODY_TOO_LARGE,
                          f"request body too large: {what}; the limit for this route is {limit} bytes "
                          "(SUMMARIZER_MAX_BODY_BYTES)", headers=CLOSE)
+
+
+def replaying(body: bytes, receive):
+    """A ``receive`` that gives ``body`` whole as one message, then what the client sends next (its disconnect):
+    how a middleware that read the body hands it on."""
+    replayed = False
+
+    async def replay():
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 def _content_length(scope) -> int | None:

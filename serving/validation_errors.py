@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 
 from pydantic import BaseModel, ValidationError
 
+from serving.body_limits import replaying
 from serving.errors import ErrorBody, ErrorCode, send_error
 
 JSON_MEDIA_TYPES = ("application/json",)
@@ -150,13 +151,4 @@ async def read_body(receive):
         if not message.get("more_body", False):
             break
     body = b"".join(chunks)
-    replayed = False
-
-    async def replay():
-        nonlocal replayed
-        if not replayed:
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return body, replay
+    return body, replaying(body, receive)
