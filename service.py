@@ -29,11 +29,12 @@ from serving.config import ServingConfig
 from serving.devices import cuda_available
 from serving.engines import HF_SUBDIR, context_length, default_settings
 from serving.errors import ErrorBodies, ErrorCode, error_response
+from serving.flow import Call, Direct, Flow, Refusal
 from serving.gc_freeze import freeze_startup_objects
 from serving.health import BackendHealth
 from serving.openapi import published_spec
-from serving.protocol import (BackendName, BackendStatus, GenerationJob, GenerationOptions,
-                              GenerationOutcome, ModelInfo, Summary, SummaryBatch, request_models)
+from serving.protocol import (BackendName, BackendStatus, GenerationJob, GenerationOptions, GenerationOutcome,
+                              ModelInfo, Summary, SummaryBatch, request_models)
 from serving.routing import Backend, BackendUnavailable, Router
 from serving.startup import explained_exit, stored_model
 from serving.validation_errors import RequestValidation
@@ -124,15 +125,18 @@ class DialogueSummarizer:
                              CONFIG.primary_timeout_s, on_fallback=telemetry.on_fallback,
                              deadline_s=CONFIG.request_timeout_s)
         self.health = BackendHealth(statuses, routed=[primary] + ([fallback] if fallback else []))
+        self.flow = Flow(Direct(self.router), steps=[])
         freeze_startup_objects()  # full collections stalled the probes for up to 1.3 s under overload
 
     @bentoml.api(route="/summarize", input_spec=SummarizeRequest)
     async def summarize(self, dialogue: str, generation: Optional[GenerationOptions] = None) -> Summary:
         started = time.perf_counter()
         try:
-            [summary] = await self._summarize([dialogue], generation)
+            [summary] = await self._summarize("/summarize", [dialogue], generation)
         except BackendUnavailable as exc:
             return _unavailable(exc)
+        except Refusal as exc:
+            return _refused(exc)
         summary.duration_ms = (time.perf_counter() - started) * 1000.0
         return summary
 
@@ -141,9 +145,11 @@ class DialogueSummarizer:
                               generation: Optional[GenerationOptions] = None) -> SummaryBatch:
         started = time.perf_counter()
         try:
-            summaries = await self._summarize(dialogues, generation)
+            summaries = await self._summarize("/summarize_batch", dialogues, generation)
         except BackendUnavailable as exc:
             return _unavailable(exc)
+        except Refusal as exc:
+            return _refused(exc)
         elapsed_ms = (time.perf_counter() - started) * 1000.0
         for summary in summaries:
             summary.duration_ms = elapsed_ms  # generated together: each waited for the whole list
@@ -165,16 +171,14 @@ class DialogueSummarizer:
         fresh in the background: a probe never waits for a busy backend)."""
         return await self.health.ready_now()
 
-    async def _summarize(self, dialogues: list[str], options: GenerationOptions | None) -> list[Summary]:
+    async def _summarize(self, route: str, dialogues: list[str], options: GenerationOptions | None) -> list[Summary]:
         settings = self.defaults.resolve(options)
         with telemetry.summarize(self.model_tag, dialogues, settings) as observed:
-            now = time.time()
-            jobs = [GenerationJob(text=d, settings=settings, enqueued_at=now) for d in dialogues]
-            routed = await self.router.generate(jobs)
-            observed.routed(routed)
-        return [Summary(summary=r.summary, model=r.model, backend=r.backend, input_tokens=r.input_tokens,
-                        output_tokens=r.output_tokens, truncated=r.truncated, fallback=routed.fallback)
-                for r in routed.results]
+            return await self.flow.run(dialogues, Call(self.model_tag, settings, route, observed))
+
+
+def _refused(exc: Refusal):
+    return error_response(exc.status, exc.code, exc.message, field=exc.field, allowed=exc.allowed)
 
 
 def _unavailable(exc: BackendUnavailable):

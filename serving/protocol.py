@@ -172,6 +172,14 @@ def request_models(limits: RequestLimits = RequestLimits()) -> tuple[type[BaseMo
 SummarizeRequest, SummarizeBatchRequest = request_models()
 
 
+class Notice(BaseModel):
+    """Something the caller should know about an answer that is still a 200 (e.g. a language the model was
+    not trained on)."""
+
+    code: str = Field(description="Machine-readable, stable, e.g. 'language'.")
+    message: str = Field(description="For people: what it means for this summary.")
+
+
 class Summary(BaseModel):
     summary: str
     model: str = Field(description="Tag of the model in BentoML's model store.")
@@ -181,6 +189,9 @@ class Summary(BaseModel):
     truncated: bool = Field(description="True when the dialogue was cut to the model's context.")
     fallback: bool = Field(default=False, description="True when the fallback backend produced it.")
     duration_ms: float = Field(default=0.0, description="Time in the service for this request.")
+    request_id: str = Field(default="", description="Names this answer for POST /feedback.")
+    cached: bool = Field(default=False, description="True when it was answered from the response cache.")
+    warnings: list[Notice] = Field(default_factory=list, description="What the caller should know about it.")
 
 
 class SummaryBatch(BaseModel):
