@@ -53,8 +53,11 @@ def test_the_identity_of_a_real_stored_model_names_its_files(tiny_model):
     from model_store.store import get_model
 
     model = get_model(tiny_model)
-    assert model.info.metadata["sha256"]  # recorded at import
-    assert model_identity(model) == model_identity(get_model(tiny_model))
+    recorded = model.info.metadata["sha256"]  # at import: every file of the model
+    assert any(rel.startswith("onnx/") for rel in recorded) and any(rel.startswith("hf/") for rel in recorded)
+    assert model_identity(model) == model_identity(stored(str(model.tag), dict(recorded)))
+    weights = next(rel for rel in recorded if rel.endswith(".safetensors"))
+    assert model_identity(model) != model_identity(stored(str(model.tag), {**recorded, weights: "0" * 64}))
 
 
 # --------------------------------------------------------------------------- the in-process store's bounds
