@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+import cache as response_cache
 from observability import telemetry
 from observability.middleware import RequestTelemetry
 from serving import log_privacy, request_timeout
@@ -125,7 +126,7 @@ class DialogueSummarizer:
                              CONFIG.primary_timeout_s, on_fallback=telemetry.on_fallback,
                              deadline_s=CONFIG.request_timeout_s)
         self.health = BackendHealth(statuses, routed=[primary] + ([fallback] if fallback else []))
-        self.flow = Flow(Direct(self.router), steps=[])
+        self.flow = Flow(Direct(self.router), steps=[response_cache.from_config(CONFIG, stored)])
         freeze_startup_objects()  # full collections stalled the probes for up to 1.3 s under overload
 
     @bentoml.api(route="/summarize", input_spec=SummarizeRequest)

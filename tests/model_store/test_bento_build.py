@@ -31,6 +31,8 @@ def test_bentoml_build_carries_the_model(tiny_model, serve_env, bentoml_home, tm
         assert [m["tag"] for m in service["models"]] == [tiny_model]
     assert services["summarizer_torch"]["config"]["resources"] == {"gpu": 1}
     assert (bento_dir / "src" / "service.py").exists() and (bento_dir / "src" / "serving" / "engines.py").exists()
+    for package in ("serving", "observability", "model_store", "cache"):  # what service.py imports
+        assert (bento_dir / "src" / package / "__init__.py").exists(), f"the Bento lacks {package}/ (bentofile.yaml)"
     assert not (bento_dir / "src" / "tests").exists()
 
     archive = tmp_path / "summarizer.bento"
