@@ -294,6 +294,10 @@ class PostgresStore(FeedbackStore):
         self.url = url
         self.description = "feedback store (PostgreSQL)"  # the URL may hold a password: never in a message
 
+    def _row(self, values: dict) -> tuple:
+        # PostgreSQL's text cannot hold NUL, which JSON can carry ("\u0000"): kept as U+FFFD, as a decoder would.
+        return tuple(v.replace("\x00", "\ufffd") if isinstance(v, str) else v for v in values.values())
+
     def _begin(self, cur, durable: bool) -> None:
         cur.execute("BEGIN")
         if not durable:

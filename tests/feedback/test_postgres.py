@@ -46,6 +46,15 @@ def test_answers_are_kept_once(store):
     assert store.answer("f" * 32) is None
 
 
+def test_text_with_nul_characters_is_kept(store):
+    with_nul = AnswerRecord(**{**answer(1, 1000.0).__dict__, "dialogue": "A: \x00hi", "summary": "s\x00"})
+    store.record([with_nul])
+    store.submit(with_nul.request_id, "bad", "fixed\x00", "note\x00")
+    kept = store.answer(with_nul.request_id)
+    assert kept.dialogue in ("A: \x00hi", "A: \ufffdhi")  # PostgreSQL's text cannot hold NUL
+    assert store.feedback(with_nul.request_id).corrected_summary in ("fixed\x00", "fixed\ufffd")
+
+
 def test_feedback_is_stored_replaced_and_refused_for_unknown_ids(store):
     store.record([answer(1, 1000.0)])
     first, replaced = store.submit(f"{1:032x}", "bad", "a better summary", "note")
