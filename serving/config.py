@@ -118,6 +118,15 @@ class ServingConfig(BaseSettings):
     cache_timeout_s: Annotated[float, Field(ge=0.001, le=10.0)] = 0.1
     cache_backoff_s: Annotated[float, Field(ge=0.1, le=3600.0)] = 5.0  # after a failure, left alone this long
     cache_max_value_bytes: Annotated[int, Field(ge=256, le=64 * 1024 * 1024)] = 64 * 1024  # a larger answer: not stored
+    # Feedback (feedback/): every answer recorded under its request_id for POST /feedback. SQLite (WAL) at
+    # feedback_path, by default $BENTOML_HOME/feedback/feedback.sqlite3; PostgreSQL when feedback_url is
+    # postgresql://... (a SecretStr: it may hold a password).
+    feedback_url: Optional[SecretStr] = None
+    feedback_path: Optional[Path] = None
+    # Off: only sha256 hashes of the dialogue and the summary are kept, and the export cannot make pairs.
+    feedback_retain_text: bool = False
+    # Answers (and their feedback) older than this are deleted, hourly; 0 keeps them forever.
+    feedback_retention_days: Annotated[int, Field(ge=0, le=36_500)] = 90
 
     @field_validator("api_keys")
     @classmethod
@@ -139,6 +148,14 @@ class ServingConfig(BaseSettings):
         if value is not None and not value.get_secret_value().strip().lower().startswith(CACHE_URL_SCHEMES):
             raise ValueError("must be a Redis URL: redis://host:port/db, rediss://host:port/db (TLS) or "
                              "unix:///path/to/redis.sock")
+        return value
+
+    @field_validator("feedback_url")
+    @classmethod
+    def _postgresql_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a PostgreSQL URL, postgresql://USER:PASSWORD@HOST:PORT/DATABASE (leave it "
+                             "unset for SQLite at SUMMARIZER_FEEDBACK_PATH)")
         return value
 
     @model_validator(mode="after")
@@ -224,7 +241,7 @@ class ServingConfig(BaseSettings):
 
 
 # Settings whose values a configuration error must not print.
-SECRET_VARIABLES = frozenset({ENV_PREFIX + "API_KEYS", ENV_PREFIX + "CACHE_URL"})
+SECRET_VARIABLES = frozenset({ENV_PREFIX + "API_KEYS", ENV_PREFIX + "CACHE_URL", ENV_PREFIX + "FEEDBACK_URL"})
 
 
 def env_name(field: str) -> str:
