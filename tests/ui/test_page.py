@@ -1,6 +1,7 @@
 """The web page in a real headless Chromium (Debian's ``chromium`` and ``chromium-driver``, driven by Selenium)
 against a real ``bentoml serve`` of the tiny BART with API keys on: the page loads without a key, asks for one,
-then summarizes, shows how, and takes a rating with a corrected summary. One service for the module.
+then summarizes, shows how, and takes a rating with a corrected summary, which ``python -m feedback export``
+then finds in the service's feedback store. One service for the module.
 
 The screenshot goes to $SUMMARIZER_ARTIFACTS_DIR when set (CI keeps it), else to the test's tmp_path; its path
 is printed (``pytest -s`` shows it).
@@ -8,9 +9,12 @@ is printed (``pytest -s`` shows it).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -31,9 +35,15 @@ WAIT_S = 90  # a summary of the tiny model on two busy cores
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model, serve_env, tmp_path_factory):
+def feedback_store(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("feedback") / "feedback.sqlite3"
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model, serve_env, feedback_store, tmp_path_factory):
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = serve_env(tiny_model, SUMMARIZER_API_KEYS=KEY)
+    env = serve_env(tiny_model, SUMMARIZER_API_KEYS=KEY, SUMMARIZER_FEEDBACK_PATH=str(feedback_store),
+                    SUMMARIZER_FEEDBACK_RETAIN_TEXT="true")
     with bentoml_serve(log, env) as served:
         yield served
     assert KEY not in log.read_text(errors="replace"), "the API key reached the service's log"
@@ -92,7 +102,7 @@ def assert_png(path: Path) -> tuple[int, int]:
     return width, height
 
 
-def test_the_page_summarizes_and_takes_feedback_with_an_api_key(server, browser, tmp_path):
+def test_the_page_summarizes_and_takes_feedback_with_an_api_key(server, browser, feedback_store, tmp_path):
     # The page and its files load without a key; the API does not answer without one, and the page says so.
     browser.get(server.url + "/")
     assert browser.current_url == server.url + "/ui/"  # GET / leads to the page
@@ -127,13 +137,13 @@ def test_the_page_summarizes_and_takes_feedback_with_an_api_key(server, browser,
     request_id = text_of(browser, "detail-request_id")
     assert len(request_id) == 32
 
-    # Rated and corrected; the service confirms.
-    ratings = browser.find_elements("css selector", "#ratings input[type=radio]")
-    assert len(ratings) >= 2
-    best = ratings[-1]
-    browser.find_element("css selector", f"label[for='{best.get_attribute('id')}']").click()
-    assert best.is_selected()
-    labelled(browser, "corrected-summary").send_keys(CORRECTED)
+    # Rated bad and corrected (the scale is POST /feedback's, from /docs.json); the service confirms.
+    ratings = [r.get_attribute("value") for r in browser.find_elements("css selector", "#ratings input[type=radio]")]
+    assert ratings == ['"good"', '"bad"']
+    labelled(browser, "rating-bad").click()
+    assert browser.find_element("id", "rating-bad").is_selected()
+    assert labelled(browser, "corrected-summary").get_attribute("maxlength") == "4000"
+    browser.find_element("id", "corrected-summary").send_keys(CORRECTED)
     labelled(browser, "feedback-comment").send_keys("tested from the page")
     browser.find_element("id", "send-feedback").click()
     wait_for(browser, lambda d: text_of(d, "feedback-status").startswith(("Thank you", "Feedback not recorded")))
@@ -141,13 +151,22 @@ def test_the_page_summarizes_and_takes_feedback_with_an_api_key(server, browser,
     assert request_id in text_of(browser, "feedback-status")
 
     screenshot = artifacts_dir(tmp_path) / "ui-page.png"
-    assert browser.save_screenshot(str(screenshot))
+    browser.set_window_size(1280, browser.execute_script("return document.documentElement.scrollHeight") + 140)
+    browser.execute_script("window.scrollTo(0, 0)")
+    assert browser.save_screenshot(str(screenshot))  # the whole page
     width, height = assert_png(screenshot)
     print(f"screenshot of the page: {screenshot} ({width}x{height})")
 
     # The key stayed in the tab's sessionStorage; the page itself never put it in a URL.
     assert browser.execute_script("return sessionStorage.getItem('summarizer.apiKey')") == KEY
     assert KEY not in browser.current_url
+
+    # What the page sent is what the fine-tuning export finds: the dialogue and the corrected summary.
+    exported = subprocess.run([sys.executable, "-m", "feedback", "export", "--path", str(feedback_store)],
+                              capture_output=True, text=True, timeout=120, check=True)
+    [pair] = [json.loads(line) for line in exported.stdout.splitlines()]
+    assert (pair["request_id"], pair["rating"], pair["source"]) == (request_id, "bad", "corrected")
+    assert (pair["dialogue"], pair["summary"]) == (DIALOGUE, CORRECTED)
 
 
 # What the service may answer that the tiny model cannot be made to produce: crafted answers for the page's own

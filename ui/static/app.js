@@ -5,7 +5,9 @@
 const KEY_STORAGE = "summarizer.apiKey"; // sessionStorage: gone when the tab closes
 const SETTINGS = ["num_beams", "max_new_tokens", "min_new_tokens", "length_penalty", "no_repeat_ngram_size"];
 const FLOAT_SETTINGS = new Set(["length_penalty"]);
-const FALLBACK_RATINGS = [1, 2, 3, 4, 5]; // until /docs.json says what POST /feedback takes
+// POST /feedback's rating (feedback/protocol.py: a thumbs-up/down) until /docs.json says what it takes now.
+const FALLBACK_RATINGS = ["good", "bad"];
+const RATING_LABELS = { good: "Good: it may stand as it is", bad: "Bad: it should not stand" };
 // The Summary fields shown with a label of their own; any other field is shown by its name (new ones too).
 const KNOWN = {
   backend: "Backend",
@@ -178,6 +180,10 @@ function applySpec(spec) {
   const feedback = requestSchema(spec, "/feedback", resolve);
   if (feedback && feedback.properties && feedback.properties.rating) {
     renderRatings(ratingValues(resolve(feedback.properties.rating)));
+    for (const [name, id] of [["corrected_summary", "corrected-summary"], ["comment", "feedback-comment"]]) {
+      const prop = resolve(feedback.properties[name]);
+      if (prop && prop.maxLength) $(id).maxLength = prop.maxLength;
+    }
   }
   updateCount();
 }
@@ -198,6 +204,7 @@ function ratingValues(rating) {
 function ratingLabel(value, values) {
   if (value === true) return "Good";
   if (value === false) return "Bad";
+  if (typeof value === "string" && RATING_LABELS[value]) return RATING_LABELS[value];
   if (typeof value === "number" && values.every((v) => typeof v === "number")) {
     const low = Math.min(...values);
     const high = Math.max(...values);
@@ -254,9 +261,9 @@ async function loadService() {
 
 function updateCount() {
   const n = $("dialogue").value.length;
-  let text = n + " characters";
-  if (state.maxDialogueChars) text += " (the limit is " + state.maxDialogueChars + ")";
-  if (state.contextTokens) text += "; the model reads about the first " + state.contextTokens + " tokens";
+  let text = n.toLocaleString("en") + " characters";
+  if (state.maxDialogueChars) text += " (the limit is " + state.maxDialogueChars.toLocaleString("en") + ")";
+  if (state.contextTokens) text += "; the model reads the first " + state.contextTokens + " tokens";
   $("dialogue-count").textContent = text;
   $("dialogue-count").classList.toggle("over", Boolean(state.maxDialogueChars && n > state.maxDialogueChars));
 }
@@ -442,14 +449,16 @@ async function sendFeedback(event) {
   status.textContent = "Sending\u2026";
   const answer = await call("POST", "/feedback", body);
   if (answer.ok) {
-    status.textContent = "Thank you: your feedback on request " + state.lastRequestId + " was recorded.";
+    const replaced = answer.data && answer.data.replaced ? " It replaces the feedback you sent before." : "";
+    status.textContent = "Thank you: your feedback on request " + state.lastRequestId + " was recorded." +
+      replaced;
   } else {
     const { headline, lines } = describeError(answer);
     status.textContent = "Feedback not recorded. " + headline + " (" +
       lines.map(([k, v]) => k + ": " + v).join("; ") + ")";
     status.classList.add("error");
-    button.disabled = false;
   }
+  button.disabled = false; // a second feedback on the same summary replaces the first
 }
 
 // ------------------------------------------------------------------------------------------------ start
