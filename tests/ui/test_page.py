@@ -122,7 +122,8 @@ def test_the_page_summarizes_and_takes_feedback_with_an_api_key(server, browser,
     browser.find_element("css selector", "#settings > summary").click()
     labelled(browser, "num_beams").send_keys("1")
     labelled(browser, "max_new_tokens").send_keys("8")
-    assert browser.find_element("id", "num_beams").get_attribute("max") == "8"  # the range from /docs.json
+    # The range from /docs.json (read after GET /model).
+    wait_for(browser, lambda d: d.find_element("id", "num_beams").get_attribute("max") == "8", 30)
     browser.find_element("id", "summarize").click()
     wait_for(browser, lambda d: visible(d, "result"))
     assert not visible(browser, "error")
@@ -185,7 +186,7 @@ def stub_answer(driver, path: str, status: int, body: dict, headers: dict | None
     driver.execute_script(STUB, path, status, headers or {}, body)
 
 
-def test_the_page_escapes_what_it_shows_and_shows_fields_it_does_not_know(server, browser):
+def test_the_page_escapes_what_it_shows_and_shows_fields_it_does_not_know(server, browser, tmp_path):
     browser.get(server.url + "/ui/")
     hostile = '<img id="injected" src="x" onerror="document.title=\'pwned\'">'
     stub_answer(browser, "/summarize", 200, {
@@ -194,7 +195,11 @@ def test_the_page_escapes_what_it_shows_and_shows_fields_it_does_not_know(server
         "warnings": [{"code": "language", "message": "<b>de</b>: the model was trained on English"}],
         "long_dialogue": {"windows": 3, "method": "windows, then combined"},
     })
-    labelled(browser, "dialogue").send_keys(DIALOGUE)
+    upload = tmp_path / "chat.txt"  # the dialogue from a file this time
+    upload.write_text(DIALOGUE + "\n", encoding="utf-8")
+    labelled(browser, "dialogue-file").send_keys(str(upload))
+    wait_for(browser, lambda d: text_of(d, "file-status").startswith("Loaded chat.txt"))
+    assert browser.find_element("id", "dialogue").get_property("value") == DIALOGUE + "\n"
     browser.find_element("id", "summarize").click()
     wait_for(browser, lambda d: visible(d, "result"))
     assert text_of(browser, "summary-text") == hostile  # shown as text, not markup
