@@ -12,8 +12,10 @@ Plain ``sqlite3`` and ``psycopg`` behind one small class: the SQL is the same bu
 SQLAlchemy would add a dependency and no code saved. Every method blocks; the service calls them in a thread
 (``asyncio.to_thread``), never on the event loop. Several processes write at once (the API workers): SQLite
 in WAL mode lets readers go on while one writes, and ``busy_timeout`` makes a writer wait for the lock instead
-of failing. A commit is durable across a killed process (WAL, ``synchronous=NORMAL``); feedback is committed
-with ``synchronous=FULL`` as well, so a power loss does not take an accepted feedback either.
+of failing. A commit is durable across a killed service process (SQLite: WAL, ``synchronous=NORMAL``;
+PostgreSQL: ``synchronous_commit=off`` for answer records); a feedback's commit is also waited onto disk
+(``synchronous=FULL``; PostgreSQL's default), so a power loss or a database crash does not take an accepted
+feedback either.
 """
 
 from __future__ import annotations
@@ -291,6 +293,13 @@ class PostgresStore(FeedbackStore):
         super().__init__()
         self.url = url
         self.description = "feedback store (PostgreSQL)"  # the URL may hold a password: never in a message
+
+    def _begin(self, cur, durable: bool) -> None:
+        cur.execute("BEGIN")
+        if not durable:
+            # As SQLite's synchronous=NORMAL: an answer record is not waited onto disk (a crash of the database
+            # server may lose its last ~0.6 s of them; a killed service loses none). Feedback is waited for.
+            cur.execute("SET LOCAL synchronous_commit = off")
 
     def _connect(self):
         import psycopg  # only where PostgreSQL is configured
