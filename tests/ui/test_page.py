@@ -193,7 +193,7 @@ def test_the_page_escapes_what_it_shows_and_shows_fields_it_does_not_know(server
         "summary": hostile, "model": "m:1", "backend": "onnx-cpu", "input_tokens": 1024, "output_tokens": 40,
         "truncated": True, "fallback": False, "duration_ms": 1234.5, "request_id": "a" * 32, "cached": True,
         "warnings": [{"code": "language", "message": "<b>de</b>: the model was trained on English"}],
-        "long_dialogue": {"windows": 3, "method": "windows, then combined"},
+        "long_dialogue": {"windows": 3, "rounds": 1, "method": "windows, then combined"}, "not_this_time": None,
     })
     upload = tmp_path / "chat.txt"  # the dialogue from a file this time
     upload.write_text(DIALOGUE + "\n", encoding="utf-8")
@@ -210,6 +210,7 @@ def test_the_page_escapes_what_it_shows_and_shows_fields_it_does_not_know(server
     assert text_of(browser, "detail-duration_ms") == "1235 ms"
     long = text_of(browser, "detail-long_dialogue")  # a field the page has no label for: shown by its name
     assert "windows" in long and "3" in long and "windows, then combined" in long
+    assert not browser.find_elements("id", "detail-not_this_time")  # a field that is null is not shown
 
 
 @pytest.mark.parametrize("status, code, retry_after, says", [

@@ -374,7 +374,7 @@ function showSummary(summary, answer) {
   }
   addDetail(dl, "round_trip_ms", "Round trip (this page)", answer.ms.toFixed(0) + " ms");
   for (const [name, value] of Object.entries(summary)) {
-    if (name in KNOWN || SHOWN_APART.has(name)) continue;
+    if (name in KNOWN || SHOWN_APART.has(name) || value === null) continue; // null: not this answer's case
     addDetail(dl, name, name.replace(/_/g, " "), renderValue(value)); // e.g. long_dialogue: how it was done
   }
   $("result").hidden = false;
