@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
+from pathlib import Path
 from typing import Optional
 
 import bentoml
@@ -18,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from observability import telemetry
+from observability import drift, telemetry
 from observability.middleware import RequestTelemetry
 from serving import log_privacy, request_timeout
 from serving.admission import AdmissionControl
@@ -32,11 +33,13 @@ from serving.errors import ErrorBodies, ErrorCode, error_response
 from serving.flow import Call, Direct, Flow, Refusal
 from serving.gc_freeze import freeze_startup_objects
 from serving.health import BackendHealth
+from serving.inspection import InputInspection
 from serving.openapi import published_spec
 from serving.protocol import (BackendName, BackendStatus, GenerationJob, GenerationOptions, GenerationOutcome,
                               ModelInfo, Summary, SummaryBatch, request_models)
 from serving.routing import Backend, BackendUnavailable, Router
 from serving.startup import explained_exit, stored_model
+from serving.tokenization import ModelTokenizer
 from serving.validation_errors import RequestValidation
 
 # Before BentoML builds the apps: its timeout middleware kept every request's objects alive for the timeout.
@@ -125,7 +128,11 @@ class DialogueSummarizer:
                              CONFIG.primary_timeout_s, on_fallback=telemetry.on_fallback,
                              deadline_s=CONFIG.request_timeout_s)
         self.health = BackendHealth(statuses, routed=[primary] + ([fallback] if fallback else []))
-        self.flow = Flow(Direct(self.router), steps=[])
+        self.tokenizer = ModelTokenizer(stored.path_of(HF_SUBDIR))
+        self.drift = drift.start_monitor(CONFIG.drift_reference or Path(stored.path_of(HF_SUBDIR)) / drift.REFERENCE_FILE,
+                                         CONFIG.drift_window, CONFIG.drift_min_dialogues)
+        self.flow = Flow(Direct(self.router), steps=[
+            InputInspection.configured(CONFIG, self.tokenizer, self.context_tokens, observe=self.drift.observe)])
         freeze_startup_objects()  # full collections stalled the probes for up to 1.3 s under overload
 
     @bentoml.api(route="/summarize", input_spec=SummarizeRequest)
@@ -194,7 +201,8 @@ async def _model_route(_request) -> JSONResponse:
 def _openapi() -> dict:
     return published_spec(DialogueSummarizer, REQUEST_MODELS, ModelInfo, api_keys=CONFIG.api_keys_on,
                           protect_metrics=CONFIG.metrics_require_key,
-                          rate_limited=bool(CONFIG.rate_limit_per_minute))
+                          rate_limited=bool(CONFIG.rate_limit_per_minute),
+                          refused_languages=CONFIG.other_languages == "refuse")
 
 
 async def _openapi_route(_request) -> JSONResponse:

@@ -31,7 +31,8 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
 
 # The files of a Hugging Face summarizer that serving needs (weights are converted to safetensors).
 HF_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-            "special_tokens_map.json", "vocab.json", "merges.txt", "README.md")
+            "special_tokens_map.json", "vocab.json", "merges.txt", "README.md",
+            "reference_stats.json")  # the training set's input statistics (observability/drift.py)
 
 
 class ModelNotFoundError(LookupError):
@@ -307,8 +308,13 @@ def import_default(name: str = DEFAULT_MODEL_NAME, if_missing: bool = True) -> s
             stored_versions = bentoml.models.list(name)
         except NotFound:  # raised, rather than an empty list, when no version of the name exists
             stored_versions = []
+        reference = DEFAULT_MODEL_DIR / "reference_stats.json"
+        wanted_reference = sha256_file(reference) if reference.exists() else None
         for stored in stored_versions:
-            if stored.info.labels.get("weights_sha256") == wanted:
+            # The same weights and the same drift reference (a version stored before the reference shipped
+            # is imported again, so the service finds it).
+            if (stored.info.labels.get("weights_sha256") == wanted and
+                    stored.info.metadata.get("sha256", {}).get(f"{HF_SUBDIR}/reference_stats.json") == wanted_reference):
                 return str(stored.tag)
     return import_model(str(DEFAULT_MODEL_DIR), name,
                         labels={"weights_sha256": sha256_file(DEFAULT_MODEL_DIR / "model.safetensors"),
