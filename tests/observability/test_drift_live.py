@@ -89,6 +89,7 @@ def test_shifted_stream_moves_the_exported_psi(live):
             assert answer["warnings"] == [] and answer["truncated"], answer
     after, received = exported_psi(collector, len(normal) + len(shifted))
     assert after == pytest.approx(offline_psi((normal + shifted)[-WINDOW:]), abs=1e-9)
+    print(f"\nPSI exported after the normal stream: {before}\nand after the shifted one: {after}")
     for statistic in ("tokens", "over_context", "language"):
         assert after[statistic] > drift.PSI_ALERT and after[statistic] > 5 * before[statistic], (statistic, after)
 
