@@ -17,6 +17,7 @@ README, "Drift and language").
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 from dataclasses import asdict, dataclass
@@ -30,7 +31,8 @@ FRAGMENT_PIECES = 3  # a word in this many tokenizer pieces or more counts as fr
 UNDETERMINED = "und"
 # The language is identified on the dialogue's first characters: enough to tell, and a 20,000-character
 # meeting costs no more than a chat.
-LANGUAGE_SAMPLE_CHARS = 2000  # ISO 639-2's code for "undetermined"
+LANGUAGE_SAMPLE_CHARS = 2000
+INLINE_CHARS = 4000  # a request with more characters than this is inspected in a worker thread  # ISO 639-2's code for "undetermined"
 # "Name: text" at a line's start; the colon followed by a space or the line's end ("10:30" is no speaker).
 SPEAKER = re.compile(r"^[ \t]*([^:\n]{1,40}?)[ \t]*:(?=[ \t]|$)", re.MULTILINE)
 
@@ -131,8 +133,12 @@ class InputInspection(Step):
 
     async def before(self, items: Sequence[Item], call: Call) -> None:
         refused: list[tuple[int, InputStatistics]] = []
-        for index, item in enumerate(items):
-            stats = self.inspector.statistics(item.dialogue)
+        dialogues = [item.dialogue for item in items]
+        if sum(len(d) for d in dialogues) > INLINE_CHARS:  # a long meeting costs ~25 ms: off the event loop
+            computed = await asyncio.to_thread(lambda: [self.inspector.statistics(d) for d in dialogues])
+        else:  # a chat costs ~1 ms, less than the hop to a thread and back under load
+            computed = [self.inspector.statistics(d) for d in dialogues]
+        for index, (item, stats) in enumerate(zip(items, computed)):
             item.facts["input_statistics"] = stats
             item.facts["input_tokens"] = stats.tokens
             item.facts["language"] = stats.language

@@ -87,12 +87,13 @@ def test_warning_for_another_language_and_facts_for_later_steps(inspector):
     observed = []
     step = InputInspection(inspector, LanguagePolicy(frozenset({"en"}), "warn"), observe=observed.append)
     english = "Amanda: I baked cookies. Do you want some?\nJerry: Sure, I would love some!"
-    items = run(step, [english, FOREIGN["de"][0]])
-    assert items[0].warnings == []
+    meeting = "\n".join([english] * 80)  # past INLINE_CHARS: the request is inspected in a worker thread
+    items = run(step, [english, FOREIGN["de"][0], meeting])
+    assert items[0].warnings == [] and items[2].warnings == [] and items[2].facts["input_statistics"].over_context
     [notice] = items[1].warnings
     assert notice.code == "language" and "German (de" in notice.message and "English (en)" in notice.message
     assert FOREIGN["de"][0] not in notice.message
-    assert [o.language for o in observed] == ["en", "de"]
+    assert [o.language for o in observed] == ["en", "de", "en"]
     assert items[0].facts["input_tokens"] == observed[0].tokens and items[1].facts["language"] == "de"
 
 
