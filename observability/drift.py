@@ -34,13 +34,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+from model_store.layout import REFERENCE_STATS
 from observability.names import (DIALOGUE_TOKEN_BUCKETS, FRAGMENTED_WORDS_BUCKETS, INPUT_DIALOGUES,
                                  INPUT_DRIFT_PSI, INPUT_FRAGMENTED_WORDS, INPUT_SPEAKERS, INPUT_TOKENS, LABELLED_LANGUAGES,
                                  LANGUAGE, OTHER_LANGUAGE, OVER_CONTEXT, PROMETHEUS_NAMES, SPEAKER_BUCKETS, STATISTIC)
 
 logger = logging.getLogger(__name__)
 
-REFERENCE_FILE = "reference_stats.json"  # beside the model's Hugging Face files (hf/ in the store)
+REFERENCE_FILE = REFERENCE_STATS  # beside the model's Hugging Face files (hf/ in the store)
 FORMAT = 1
 PSI_ALERT = 0.2  # alerts.yml's threshold; also the report's "significant"
 PSI_MODERATE = 0.1
