@@ -93,7 +93,11 @@ class Inspector:
         self.tokenizer, self.context_tokens, self.languages = tokenizer, context_tokens, languages
 
     def statistics(self, dialogue: str) -> InputStatistics:
-        tokens, words, fragmented = self.tokenizer.fragmentation(dialogue, FRAGMENT_PIECES)
+        try:
+            tokens, words, fragmented = self.tokenizer.fragmentation(dialogue, FRAGMENT_PIECES)
+        except (TypeError, UnicodeEncodeError):  # a lone surrogate ("\ud800" in the JSON): neither library takes it
+            dialogue = dialogue.encode("utf-8", "replace").decode("utf-8")
+            tokens, words, fragmented = self.tokenizer.fragmentation(dialogue, FRAGMENT_PIECES)
         language, confidence = self.languages.identify(dialogue)
         speakers = {m.group(1).strip().casefold() for m in SPEAKER.finditer(dialogue)}
         fragmented = fragmented / words if words else 0.0

@@ -54,6 +54,8 @@ def test_statistics_of_a_dialogue(inspector):
     rare = inspector.statistics("A: antidisestablishmentarianism pneumonoultramicroscopicsilicovolcanoconiosis\nB: ok")
     assert rare.fragmented_words == pytest.approx(2 / 5)  # of A, antidis..., pneumono..., B, ok
     assert inspector.statistics("A: hello " * 600).over_context
+    # A lone surrogate (JSON allows "\ud800") is counted as a replacement character, not an error.
+    assert inspector.statistics("Amanda: I baked cookies \ud800 do you want some of them today?").language == "en"
 
 
 def test_english_corpus_dialogues_are_english_or_undetermined(inspector):
