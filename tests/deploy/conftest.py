@@ -11,7 +11,7 @@ import yaml
 from tests.deploy.manifests import DEPLOY, OVERLAYS, Rendered, kustomize
 
 
-COMPONENTS = ("bart-large-cnn", "api-keys")
+COMPONENTS = ("bart-large-cnn", "api-keys", "shared-state")
 
 
 @pytest.fixture(scope="session")

@@ -240,8 +240,14 @@ def test_a_cache_url_that_is_not_redis_is_refused_without_printing_it(environmen
 def test_settings_are_read_from_files_in_the_secrets_directory(environment, tmp_path):
     """A mounted Kubernetes Secret: one file per setting, named like its variable (a trailing newline is
     dropped); a variable in the environment wins over a file."""
-    (tmp_path / "SUMMARIZER_FEEDBACK_URL").write_text("postgresql://summarizer:s3cret@postgres:5432/feedback\n")
-    (tmp_path / "SUMMARIZER_CACHE_URL").write_text("redis://:s3cret@redis:6379/0")
+    # As the kubelet mounts a Secret: the files in a timestamped directory, reached through ..data symlinks.
+    version = tmp_path / "..2026_12_02_17_00_00.123456"
+    version.mkdir()
+    (version / "SUMMARIZER_FEEDBACK_URL").write_text("postgresql://summarizer:s3cret@postgres:5432/feedback\n")
+    (version / "SUMMARIZER_CACHE_URL").write_text("redis://:s3cret@redis:6379/0")
+    (tmp_path / "..data").symlink_to(version.name)
+    for name in ("SUMMARIZER_FEEDBACK_URL", "SUMMARIZER_CACHE_URL"):
+        (tmp_path / name).symlink_to(f"..data/{name}")
     config = environment(SUMMARIZER_SECRETS_DIR=str(tmp_path), SUMMARIZER_CACHE_URL="redis://other:6379/1")
     assert config.feedback_url.get_secret_value() == "postgresql://summarizer:s3cret@postgres:5432/feedback"
     assert config.cache_url.get_secret_value() == "redis://other:6379/1"
