@@ -130,7 +130,7 @@ def feedback_name(source_name: str) -> str:
 class FinetuneSettings:
     epochs: int = 3
     lr: float = 1e-4
-    warmup_steps: int = 10
+    warmup_ratio: float = 0.1
     label_smoothing: float = 0.1
     mix: float = 1.0
     seed: int = 1234
@@ -147,7 +147,7 @@ class FinetuneSettings:
 HELP = {
     "epochs": "passes over the pairs (and the rehearsal pairs)",
     "lr": "peak learning rate (the default model was trained from scratch at 1e-3)",
-    "warmup_steps": "linear warm-up, then cosine decay",
+    "warmup_ratio": "share of the steps spent in the linear warm-up (then cosine decay)",
     "label_smoothing": "as the default model's training",
     "mix": "original training pairs per feedback pair (rehearsal against forgetting; 0: feedback only)",
     "seed": "seed of the rehearsal sample, the batches and the weights' updates",
@@ -325,7 +325,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> Outcome:
 
     rehearsal = rehearsal_examples(round(settings.mix * len(export.examples)), settings.seed, args.data_dir)
     cfg = TrainConfig(out=str(out), data_dir=args.data_dir, seed=settings.seed, init_from=str(source_hf), keep="last",
-                      epochs=settings.epochs, lr=settings.lr, warmup_steps=settings.warmup_steps,
+                      epochs=settings.epochs, lr=settings.lr, warmup_ratio=settings.warmup_ratio,
                       label_smoothing=settings.label_smoothing, max_source_tokens=settings.max_source_tokens,
                       max_target_tokens=settings.max_target_tokens, max_batch_tokens=settings.max_batch_tokens,
                       max_batch_size=settings.max_batch_size, eval_examples=settings.eval_examples,

@@ -28,7 +28,7 @@ import random
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +60,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup_steps: int = 400
+    warmup_ratio: float = 0.0  # when > 0: the warm-up is this share of all steps (instead of warmup_steps)
     label_smoothing: float = 0.1
     epochs: int = 6
     time_budget_min: float = 0.0
@@ -326,6 +327,8 @@ def train(cfg: TrainConfig, resume: bool, train_examples: list[Example] | None =
     lengths = [len(s) + len(t) // 2 for s, t in encoded]
     steps_per_epoch = len(epoch_batches(lengths, cfg, 0))
     total_steps = steps_per_epoch * cfg.epochs
+    if cfg.warmup_ratio > 0:
+        cfg = replace(cfg, warmup_steps=max(1, math.ceil(cfg.warmup_ratio * total_steps)))
 
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
