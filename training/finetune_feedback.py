@@ -6,7 +6,7 @@
 
 Input: the JSON Lines file of ``python -m feedback export``, one object per line with ``dialogue``,
 ``summary`` (the corrected summary, or the model's own one that a user accepted), ``request_id``, ``rating``,
-``model`` and ``source`` ("corrected" or "accepted"). Its sha256 (of the file's bytes, as the exporter
+``model``, ``source`` ("corrected" or "accepted") and ``feedback_at``. Its sha256 (of the file's bytes, as the exporter
 prints it) and its number of pairs go into the new model's labels, metadata and model card.
 
 The steps:
@@ -64,11 +64,15 @@ class FeedbackExport:
     sources: dict[str, int]
     models: dict[str, int]
     duplicates: int
+    given: tuple[str, str] | None = None  # the first and last feedback_at in the export, when it has them
 
     def describe(self) -> dict:
-        return {"export_sha256": self.sha256, "export_file": str(self.path), "pairs": len(self.examples),
-                **{s: self.sources.get(s, 0) for s in SOURCES}, "duplicates_dropped": self.duplicates,
-                "produced_by": self.models}
+        out = {"export_sha256": self.sha256, "export_file": str(self.path), "pairs": len(self.examples),
+               **{s: self.sources.get(s, 0) for s in SOURCES}, "duplicates_dropped": self.duplicates,
+               "produced_by": self.models}
+        if self.given:
+            out["feedback_given_from"], out["feedback_given_until"] = self.given
+        return out
 
 
 def read_export(path: str | os.PathLike) -> FeedbackExport:
@@ -82,6 +86,7 @@ def read_export(path: str | os.PathLike) -> FeedbackExport:
     sources: Counter = Counter()
     models: Counter = Counter()
     duplicates = 0
+    given: list[str] = []
     for number, line in enumerate(raw.decode("utf-8", errors="strict").splitlines(), 1):
         if not line.strip():
             continue
@@ -103,6 +108,8 @@ def read_export(path: str | os.PathLike) -> FeedbackExport:
             duplicates += 1
             continue
         seen.add(pair)
+        if isinstance(row.get("feedback_at"), str):
+            given.append(row["feedback_at"])
         sources[source] += 1
         models[str(row.get("model") or "unknown")] += 1
         examples.append(Example(id=f"feedback:{row.get('request_id') or number}", dialogue=pair[0],
@@ -110,7 +117,8 @@ def read_export(path: str | os.PathLike) -> FeedbackExport:
     if not examples:
         raise FeedbackFileError(f"{path}: no feedback pairs in it: nothing to learn from")
     return FeedbackExport(path=path.resolve(), sha256=hashlib.sha256(raw).hexdigest(), examples=examples,
-                          sources=dict(sources), models=dict(models), duplicates=duplicates)
+                          sources=dict(sources), models=dict(models), duplicates=duplicates,
+                          given=(min(given), max(given)) if given else None)
 
 
 def rehearsal_examples(count: int, seed: int, data_dir: str | None) -> list[Example]:
@@ -239,6 +247,7 @@ def model_card(name: str, source_tag: str, source_card: str, export: FeedbackExp
         f"- Export: sha256 `{export.sha256}`, {len(export.examples)} pairs "
         f"({export.sources.get('corrected', 0)} corrected, {export.sources.get('accepted', 0)} accepted; "
         f"{export.duplicates} exact duplicates dropped), file `{export.path.name}`.",
+        *([f"- Feedback given from {export.given[0]} to {export.given[1]}."] if export.given else []),
         "- Summaries produced by: " + ", ".join(f"`{m}` ({n})" for m, n in sorted(export.models.items())) + ".",
         f"- Mixed with {training['rehearsal_pairs']} pairs drawn from the original training corpora "
         f"(SAMSum + DialogSum train; rehearsal against forgetting).",

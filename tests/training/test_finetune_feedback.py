@@ -46,8 +46,9 @@ def _cli(*args: str) -> tuple[int, str, str]:
 def export(tmp_path_factory) -> Path:
     """An export as `python -m feedback export` writes it: corrected and accepted pairs, one exact duplicate."""
     examples = load_eval_set("dialogsum_validation")[:PAIRS]
-    rows = [{"dialogue": ex.dialogue, "summary": ex.summary, "request_id": f"req-{i}", "rating": 2 if i % 2 else 5,
-             "model": "tiny-bart:v1", "source": "corrected" if i % 2 else "accepted"} for i, ex in enumerate(examples)]
+    rows = [{"dialogue": ex.dialogue, "summary": ex.summary, "request_id": f"req-{i}", "rating": "bad" if i % 2 else
+             "good", "model": "tiny-bart:v1", "source": "corrected" if i % 2 else "accepted",
+             "feedback_at": f"2026-11-0{i + 1}T10:00:00+00:00"} for i, ex in enumerate(examples)]
     path = tmp_path_factory.mktemp("feedback") / "feedback.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows + rows[:1]))
     return path
@@ -85,6 +86,7 @@ def test_the_export_is_checked_deduplicated_and_hashed(export):
     assert read.sha256 == hashlib.sha256(export.read_bytes()).hexdigest()
     assert len(read.examples) == PAIRS and read.duplicates == 1
     assert read.sources == {"accepted": 3, "corrected": 3} and read.models == {"tiny-bart:v1": PAIRS}
+    assert read.given == ("2026-11-01T10:00:00+00:00", f"2026-11-0{PAIRS}T10:00:00+00:00")
 
 
 @pytest.mark.parametrize("lines, says", [
@@ -113,6 +115,7 @@ def test_the_fine_tune_is_a_new_model_that_names_its_feedback(refused, tiny_mode
     meta = model.info.metadata
     assert meta["feedback"]["export_sha256"] == sha and meta["feedback"]["pairs"] == PAIRS
     assert meta["feedback"]["corrected"] == 3 and meta["feedback"]["duplicates_dropped"] == 1
+    assert meta["feedback"]["feedback_given_until"] == f"2026-11-0{PAIRS}T10:00:00+00:00"
     assert meta["finetuned_from"] == tiny_model and meta["finetuned_at"] and meta["gate_baseline"] == TINY_NAME
     training = meta["training"]
     assert training["settings"]["epochs"] == 2 and training["settings"]["lr"] == 1e-4
