@@ -18,6 +18,10 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from feedback import open_store
+from feedback.protocol import FeedbackReceipt, FeedbackRequest, Rating
+from feedback.protocol import body_limit as feedback_body_limit
+from feedback.recording import FEEDBACK_ERRORS, RecordAnswers, answer_feedback
 from observability import telemetry
 from observability.middleware import RequestTelemetry
 from serving import log_privacy, request_timeout
@@ -49,7 +53,8 @@ with explained_exit():
     CONFIG = ServingConfig.load()  # once per process, from SUMMARIZER_*; passed to what needs it
     STORED = stored_model(CONFIG)  # the main process checks the routed backends' files against their sha256
 SummarizeRequest, SummarizeBatchRequest = request_models(CONFIG.limits)
-REQUEST_MODELS = {"/summarize": SummarizeRequest, "/summarize_batch": SummarizeBatchRequest}
+SUMMARIZE_ROUTES = {"/summarize": SummarizeRequest, "/summarize_batch": SummarizeBatchRequest}
+REQUEST_MODELS = {**SUMMARIZE_ROUTES, "/feedback": FeedbackRequest}
 telemetry.configure_bentoml()  # OTLP from the OTEL_* variables; off (and free) without an endpoint
 BACKEND_CONFIG = dict(
     traffic={"timeout": CONFIG.request_timeout_s, "max_concurrency": 10_000},
@@ -125,7 +130,9 @@ class DialogueSummarizer:
                              CONFIG.primary_timeout_s, on_fallback=telemetry.on_fallback,
                              deadline_s=CONFIG.request_timeout_s)
         self.health = BackendHealth(statuses, routed=[primary] + ([fallback] if fallback else []))
-        self.flow = Flow(Direct(self.router), steps=[])
+        self.feedback_store = open_store(CONFIG)
+        self.flow = Flow(Direct(self.router), steps=[
+            RecordAnswers(self.feedback_store, CONFIG.feedback_retain_text, CONFIG.feedback_retention_days)])
         freeze_startup_objects()  # full collections stalled the probes for up to 1.3 s under overload
 
     @bentoml.api(route="/summarize", input_spec=SummarizeRequest)
@@ -154,6 +161,14 @@ class DialogueSummarizer:
         for summary in summaries:
             summary.duration_ms = elapsed_ms  # generated together: each waited for the whole list
         return SummaryBatch(summaries=summaries, duration_ms=elapsed_ms)
+
+    @bentoml.api(route="/feedback", input_spec=FeedbackRequest)
+    async def feedback(self, request_id: str, rating: Rating, corrected_summary: Optional[str] = None,
+                       comment: Optional[str] = None) -> FeedbackReceipt:
+        """Rate an answer by its request_id; a second feedback for the same request_id replaces the first."""
+        return await answer_feedback(self.feedback_store, FeedbackRequest(
+            request_id=request_id, rating=rating, corrected_summary=corrected_summary, comment=comment),
+            retention_days=CONFIG.feedback_retention_days)
 
     async def model_info(self) -> ModelInfo:
         """GET /model (a route of ``ROUTES`` below: BentoML's APIs answer POST only)."""
@@ -194,7 +209,8 @@ async def _model_route(_request) -> JSONResponse:
 def _openapi() -> dict:
     return published_spec(DialogueSummarizer, REQUEST_MODELS, ModelInfo, api_keys=CONFIG.api_keys_on,
                           protect_metrics=CONFIG.metrics_require_key,
-                          rate_limited=bool(CONFIG.rate_limit_per_minute))
+                          rate_limited=bool(CONFIG.rate_limit_per_minute),
+                          route_errors={"/feedback": FEEDBACK_ERRORS})
 
 
 async def _openapi_route(_request) -> JSONResponse:
@@ -207,7 +223,7 @@ DialogueSummarizer.mount_asgi_app(Starlette(routes=[Route("/model", _model_route
 
 # Middlewares, outermost first.
 if telemetry.enabled():  # outermost of ours: also counts what the others reject
-    DialogueSummarizer.add_asgi_middleware(RequestTelemetry, paths=list(REQUEST_MODELS))
+    DialogueSummarizer.add_asgi_middleware(RequestTelemetry, paths=list(SUMMARIZE_ROUTES))
 DialogueSummarizer.add_asgi_middleware(ErrorBodies)  # BentoML's and Starlette's own errors as ErrorBody
 if (api_keys := CONFIG.key_source()) is not None:  # before the body is read and before admission: a flood
     # without a key takes no capacity
@@ -215,7 +231,8 @@ if (api_keys := CONFIG.key_source()) is not None:  # before the body is read and
                                            rate_limit_per_minute=CONFIG.rate_limit_per_minute,
                                            protect_metrics=CONFIG.metrics_require_key)
 DialogueSummarizer.add_asgi_middleware(BodyLimits, max_bytes=CONFIG.body_limit(1), timeout_s=CONFIG.body_timeout_s,
-                                       max_bytes_by_path={"/summarize_batch": CONFIG.body_limit(CONFIG.max_list_items)})
+                                       max_bytes_by_path={"/summarize_batch": CONFIG.body_limit(CONFIG.max_list_items),
+                                                          "/feedback": feedback_body_limit()})
 DialogueSummarizer.add_asgi_middleware(RequestValidation, models=REQUEST_MODELS)  # bad input never takes a slot
 DialogueSummarizer.add_asgi_middleware(AdmissionControl, max_pending=CONFIG.max_pending_requests,
-                                       paths=list(REQUEST_MODELS))
+                                       paths=list(SUMMARIZE_ROUTES))  # a feedback never waits behind generation

@@ -104,6 +104,15 @@ class ServingConfig(BaseSettings):
     # and it carries no request content. True: it needs a key too.
     metrics_require_key: bool = False
     rate_limit_per_minute: Annotated[int, Field(ge=0, le=1_000_000)] = 0  # per API key and API worker; 0: off
+    # Feedback (feedback/): every answer recorded under its request_id for POST /feedback. SQLite (WAL) at
+    # feedback_path, by default $BENTOML_HOME/feedback/feedback.sqlite3; PostgreSQL when feedback_url is
+    # postgresql://... (a SecretStr: it may hold a password).
+    feedback_url: Optional[SecretStr] = None
+    feedback_path: Optional[Path] = None
+    # Off: only sha256 hashes of the dialogue and the summary are kept, and the export cannot make pairs.
+    feedback_retain_text: bool = False
+    # Answers (and their feedback) older than this are deleted, hourly; 0 keeps them forever.
+    feedback_retention_days: Annotated[int, Field(ge=0, le=36_500)] = 90
 
     @field_validator("api_keys")
     @classmethod
@@ -117,6 +126,14 @@ class ServingConfig(BaseSettings):
     def _readable_keys_file(cls, value: Path | None) -> Path | None:
         if value is not None:
             auth.KeySource(path=value)  # raises with the file's line, never the key
+        return value
+
+    @field_validator("feedback_url")
+    @classmethod
+    def _postgresql_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a PostgreSQL URL, postgresql://USER:PASSWORD@HOST:PORT/DATABASE (leave it "
+                             "unset for SQLite at SUMMARIZER_FEEDBACK_PATH)")
         return value
 
     @model_validator(mode="after")
@@ -202,7 +219,7 @@ class ServingConfig(BaseSettings):
 
 
 # Settings whose values a configuration error must not print.
-SECRET_VARIABLES = frozenset({ENV_PREFIX + "API_KEYS"})
+SECRET_VARIABLES = frozenset({ENV_PREFIX + "API_KEYS", ENV_PREFIX + "FEEDBACK_URL"})
 
 
 def env_name(field: str) -> str:

@@ -40,8 +40,10 @@ _SUMMARIZE = {
 
 
 def published_spec(service, request_models: Mapping[str, type[BaseModel]], model_info: type[BaseModel], *,
-                   api_keys: bool = False, protect_metrics: bool = False, rate_limited: bool = False) -> dict:
+                   api_keys: bool = False, protect_metrics: bool = False, rate_limited: bool = False,
+                   route_errors: Mapping[str, Mapping[int, str]] | None = None) -> dict:
     """BentoML's OpenAPI document of ``service`` with the corrections above; ``request_models`` by route;
+    ``route_errors`` the error statuses a route gives besides (or instead of) the summarize routes' ones;
     the other arguments say how serving/auth.py's ApiKeyAuth is configured (off by default)."""
     spec = service.openapi_spec.asdict()
     for item in spec["paths"].values():
@@ -57,7 +59,8 @@ def published_spec(service, request_models: Mapping[str, type[BaseModel]], model
         operation = paths[route]["post"]
         operation["requestBody"] = {"required": True, "content": {
             "application/json": {"schema": {"$ref": REF.format(model=model.__name__)}}}}
-        operation["responses"] = {"200": operation["responses"]["200"], **_errors({**_EVERY_ROUTE, **_SUMMARIZE})}
+        statuses = {**_EVERY_ROUTE, **_SUMMARIZE, **(route_errors or {}).get(route, {})}
+        operation["responses"] = {"200": operation["responses"]["200"], **_errors(statuses)}
     paths["/model"] = {"get": {
         "tags": ["Service APIs"], "operationId": "model",
         "description": "The served model, its generation defaults and context, the routing and each backend's "

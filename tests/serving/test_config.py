@@ -95,7 +95,8 @@ def test_every_field_has_the_variable_the_readme_documents():
         "SUMMARIZER_MAX_BODY_BYTES", "SUMMARIZER_BODY_TIMEOUT_S",
         "SUMMARIZER_ONNX_THREADS", "SUMMARIZER_TORCH_THREADS", "SUMMARIZER_INJECT_FAULT",
         "SUMMARIZER_API_KEYS", "SUMMARIZER_API_KEYS_FILE", "SUMMARIZER_METRICS_REQUIRE_KEY",
-        "SUMMARIZER_RATE_LIMIT_PER_MINUTE"}
+        "SUMMARIZER_RATE_LIMIT_PER_MINUTE", "SUMMARIZER_FEEDBACK_URL", "SUMMARIZER_FEEDBACK_PATH",
+        "SUMMARIZER_FEEDBACK_RETAIN_TEXT", "SUMMARIZER_FEEDBACK_RETENTION_DAYS"}
 
 
 # (variable, bad value, what the message must say is allowed)
@@ -115,7 +116,15 @@ INVALID = [
     ("SUMMARIZER_TORCH_THREADS", "many", "valid integer"),
     ("SUMMARIZER_INJECT_FAULT", "torch:boom", "must be BACKEND:error or BACKEND:hang with BACKEND one of torch, onnx"),
     ("SUMMARIZER_INJECT_FAULT", "gpu:error", "e.g. 'torch:error'"),
+    ("SUMMARIZER_FEEDBACK_RETAIN_TEXT", "sometimes", "valid boolean"),
+    ("SUMMARIZER_FEEDBACK_RETENTION_DAYS", "-1", "greater than or equal to 0"),
 ]
+
+
+def test_a_feedback_url_that_is_not_postgresql_is_refused_without_printing_it(environment):
+    message = config_error(environment, SUMMARIZER_FEEDBACK_URL="mysql://admin:s3cret@db/feedback")
+    assert "SUMMARIZER_FEEDBACK_URL=<hidden>" in message and "postgresql://USER:PASSWORD@HOST" in message
+    assert "s3cret" not in message
 
 
 @pytest.mark.parametrize("variable,value,allowed", INVALID, ids=[f"{v}={x}" for v, x, _ in INVALID])
