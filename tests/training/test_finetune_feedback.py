@@ -42,16 +42,41 @@ def _cli(*args: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 @pytest.fixture(scope="module")
-def export(tmp_path_factory) -> Path:
-    """An export as `python -m feedback export` writes it: corrected and accepted pairs, one exact duplicate."""
+def exported(tmp_path_factory) -> tuple[Path, str]:
+    """A real feedback store (SQLite, as the service keeps it with SUMMARIZER_FEEDBACK_RETAIN_TEXT=true) exported
+    by `python -m feedback export`: 3 summaries accepted, 3 corrected, one dialogue answered and accepted twice
+    (an exact duplicate pair), one answer kept without its text (the exporter skips it). (path, what it printed)"""
+    from feedback.__main__ import main as feedback_main
+    from feedback.store import AnswerRecord, SQLiteStore
+
+    work = tmp_path_factory.mktemp("feedback")
     examples = load_eval_set("dialogsum_validation")[:PAIRS]
-    rows = [{"dialogue": ex.dialogue, "summary": ex.summary, "request_id": f"req-{i}", "rating": "bad" if i % 2 else
-             "good", "model": "tiny-bart:v1", "source": "corrected" if i % 2 else "accepted",
-             "feedback_at": f"2026-11-0{i + 1}T10:00:00+00:00"} for i, ex in enumerate(examples)]
-    path = tmp_path_factory.mktemp("feedback") / "feedback.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows + rows[:1]))
-    return path
+    said = [f"the model's summary {i}" for i in range(PAIRS)]
+    texts = [(ex.dialogue, said[i]) for i, ex in enumerate(examples)] + [(examples[0].dialogue, said[0])]
+    store = SQLiteStore(work / "feedback.sqlite3")
+    store.record([AnswerRecord(f"{i:032x}", 1_790_000_000.0 + i, "tiny-bart:v1", "/summarize", "{}", "onnx-cpu",
+                               _sha(d), _sha(m), 100, 10, False, False, d, m) for i, (d, m) in enumerate(texts)]
+                 + [AnswerRecord(f"{99:032x}", 1_790_000_099.0, "tiny-bart:v1", "/summarize", "{}", "onnx-cpu",
+                                 _sha("x"), _sha("y"), 1, 1, False, False)])
+    for i, ex in enumerate(examples):
+        store.submit(f"{i:032x}", "bad" if i % 2 else "good", ex.summary if i % 2 else None, None)
+    store.submit(f"{PAIRS:032x}", "good", None, None)
+    store.submit(f"{99:032x}", "bad", "a correction of a dialogue that was not kept", None)
+    store.close()
+    out, path = io.StringIO(), work / "feedback.jsonl"
+    with contextlib.redirect_stdout(out):
+        assert feedback_main(["export", "--path", str(work / "feedback.sqlite3"), "--out", str(path)]) == 0
+    return path, out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def export(exported) -> Path:
+    return exported[0]
 
 
 @pytest.fixture(scope="module")
@@ -81,12 +106,15 @@ def refused(tiny_model, export, baselines, tmp_path_factory) -> dict:
             "after": _bentos(), "work": work}
 
 
-def test_the_export_is_checked_deduplicated_and_hashed(export):
+def test_the_export_is_read_as_the_exporter_wrote_it(exported):
+    """The fine-tune names the export by the sha256 and count that `python -m feedback export` printed."""
+    export, printed = exported
     read = read_export(export)
-    assert read.sha256 == hashlib.sha256(export.read_bytes()).hexdigest()
+    assert f"exported {PAIRS + 1} pairs to {export} (4 accepted, 3 corrected)" in printed
+    assert f"sha256 {read.sha256}" in printed and "skipped 1: their dialogue" in printed
     assert len(read.examples) == PAIRS and read.duplicates == 1
     assert read.sources == {"accepted": 3, "corrected": 3} and read.models == {"tiny-bart:v1": PAIRS}
-    assert read.given == ("2026-11-01T10:00:00+00:00", f"2026-11-0{PAIRS}T10:00:00+00:00")
+    assert read.given and read.given[0] <= read.given[1]
 
 
 @pytest.mark.parametrize("lines, says", [
@@ -115,7 +143,7 @@ def test_the_fine_tune_is_a_new_model_that_names_its_feedback(refused, tiny_mode
     meta = model.info.metadata
     assert meta["feedback"]["export_sha256"] == sha and meta["feedback"]["pairs"] == PAIRS
     assert meta["feedback"]["corrected"] == 3 and meta["feedback"]["duplicates_dropped"] == 1
-    assert meta["feedback"]["feedback_given_until"] == f"2026-11-0{PAIRS}T10:00:00+00:00"
+    assert meta["feedback"]["feedback_given_until"] >= meta["feedback"]["feedback_given_from"]
     assert meta["finetuned_from"] == tiny_model and meta["finetuned_at"] and meta["gate_baseline"] == TINY_NAME
     training = meta["training"]
     assert training["settings"]["epochs"] == 2 and training["settings"]["lr"] == 1e-4
@@ -131,7 +159,8 @@ def test_the_fine_tune_is_a_new_model_that_names_its_feedback(refused, tiny_mode
     card = (root / "hf" / "README.md").read_text()
     assert f"base_model: {tiny_model}" in card and sha in card and f"{PAIRS} pairs (3 corrected, 3 accepted" in card
     assert "lr 0.0001" in card and "eval/baselines/tiny-bart.json" in card
-    assert load_eval_set("dialogsum_validation")[0].dialogue[:40] not in card  # no feedback text in the card
+    examples = load_eval_set("dialogsum_validation")[:PAIRS]
+    assert not any(ex.dialogue[:40] in card or ex.summary in card for ex in examples)  # no feedback text in it
     # the gate resolves the lineage's baseline (eval/baselines/tiny-bart.json) for the new name
     from eval.generate import resolve_candidate
 
