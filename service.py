@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+import cache as response_cache
 from feedback import open_store
 from feedback.protocol import FeedbackReceipt, FeedbackRequest, Rating
 from feedback.protocol import body_limit as feedback_body_limit
@@ -42,6 +43,7 @@ from serving.protocol import (BackendName, BackendStatus, GenerationJob, Generat
 from serving.routing import Backend, BackendUnavailable, Router
 from serving.startup import explained_exit, stored_model
 from serving.validation_errors import RequestValidation
+from ui import PUBLIC_PAGE_PATHS, PUBLIC_PAGE_PREFIX, page_app
 
 # Before BentoML builds the apps: its timeout middleware kept every request's objects alive for the timeout.
 request_timeout.install()
@@ -132,6 +134,7 @@ class DialogueSummarizer:
         self.health = BackendHealth(statuses, routed=[primary] + ([fallback] if fallback else []))
         self.feedback_store = open_store(CONFIG)
         self.flow = Flow(Direct(self.router), steps=[
+            response_cache.from_config(CONFIG, stored),
             RecordAnswers(self.feedback_store, CONFIG.feedback_retain_text, CONFIG.feedback_retention_days)])
         freeze_startup_objects()  # full collections stalled the probes for up to 1.3 s under overload
 
@@ -220,6 +223,7 @@ async def _openapi_route(_request) -> JSONResponse:
 # Mounted after BentoML's own routes and before its /docs.json, which this one replaces (serving/openapi.py).
 DialogueSummarizer.mount_asgi_app(Starlette(routes=[Route("/model", _model_route, methods=["GET"]),
                                                     Route("/docs.json", _openapi_route, methods=["GET"])]), path="/")
+DialogueSummarizer.mount_asgi_app(page_app(), path="/")  # the web page at /ui/ (GET / leads there), Swagger at /docs
 
 # Middlewares, outermost first.
 if telemetry.enabled():  # outermost of ours: also counts what the others reject
@@ -229,7 +233,8 @@ if (api_keys := CONFIG.key_source()) is not None:  # before the body is read and
     # without a key takes no capacity
     DialogueSummarizer.add_asgi_middleware(ApiKeyAuth, keys=api_keys, on_key=telemetry.on_api_key,
                                            rate_limit_per_minute=CONFIG.rate_limit_per_minute,
-                                           protect_metrics=CONFIG.metrics_require_key)
+                                           protect_metrics=CONFIG.metrics_require_key,
+                                           page_paths=PUBLIC_PAGE_PATHS, page_prefix=PUBLIC_PAGE_PREFIX)
 DialogueSummarizer.add_asgi_middleware(BodyLimits, max_bytes=CONFIG.body_limit(1), timeout_s=CONFIG.body_timeout_s,
                                        max_bytes_by_path={"/summarize_batch": CONFIG.body_limit(CONFIG.max_list_items),
                                                           "/feedback": feedback_body_limit()})

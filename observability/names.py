@@ -23,6 +23,8 @@ QUEUE_DURATION = "summarizer.queue.duration"
 BATCH_SIZE = "summarizer.batch.size"
 BATCH_DURATION = "summarizer.batch.duration"
 MODEL_INFO = "summarizer.model.info"
+CACHE_LOOKUPS = "summarizer.cache.lookups"
+CACHE_STORES = "summarizer.cache.stores"
 
 LATENCY_BUCKETS_S = (0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0,
                      30.0, 60.0, 120.0)
@@ -58,6 +60,11 @@ INSTRUMENTS = (
     Instrument(BATCH_DURATION, "histogram", "s", "Time of one generate() call (one batch) in a backend.",
                LATENCY_BUCKETS_S),
     Instrument(MODEL_INFO, "gauge", "", "1 for the model each loaded backend serves (labels say which)."),
+    Instrument(CACHE_LOOKUPS, "counter", "{dialogue}", "Dialogues looked up in the response cache, by "
+               "summarizer.cache.result: hit, miss or error (the cache failed, timed out or is left alone after a "
+               "failure: the dialogue is generated)."),
+    Instrument(CACHE_STORES, "counter", "{dialogue}", "New summaries offered to the response cache, by "
+               "summarizer.cache.result: stored, too_large (not stored) or error."),
 )
 
 # The names above as Prometheus shows them after the usual OTLP translation (OpenTelemetry Collector's
@@ -76,6 +83,8 @@ PROMETHEUS_NAMES = {
     BATCH_SIZE: "summarizer_batch_size",
     BATCH_DURATION: "summarizer_batch_duration_seconds",
     MODEL_INFO: "summarizer_model_info",
+    CACHE_LOOKUPS: "summarizer_cache_lookups_total",
+    CACHE_STORES: "summarizer_cache_stores_total",
 }
 HISTOGRAMS = tuple(i.name for i in INSTRUMENTS if i.kind == "histogram")
 
@@ -97,3 +106,6 @@ BACKEND = "summarizer.backend"
 OUTCOME = "summarizer.outcome"
 FALLBACK_FROM = "summarizer.fallback.from"
 FALLBACK_TO = "summarizer.fallback.to"
+CACHE_RESULT = "summarizer.cache.result"
+CACHE_STORE = "summarizer.cache.store"  # memory or redis
+CACHED_BACKEND = "cache"  # summarizer.backend of a request answered from the response cache alone

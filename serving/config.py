@@ -26,6 +26,7 @@ from serving import auth
 from serving.protocol import BackendName, RequestLimits
 
 ENV_PREFIX = "SUMMARIZER_"
+CACHE_URL_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 class ConfigError(ValueError):
@@ -104,6 +105,19 @@ class ServingConfig(BaseSettings):
     # and it carries no request content. True: it needs a key too.
     metrics_require_key: bool = False
     rate_limit_per_minute: Annotated[int, Field(ge=0, le=1_000_000)] = 0  # per API key and API worker; 0: off
+    # Response cache (cache/): the same (model, generation settings, dialogue) answered from the cache.
+    # In each API worker's memory by default; in Redis, shared by every worker and replica, when a URL is set.
+    cache: bool = True  # SUMMARIZER_CACHE=off switches it off (on/off, true/false, 1/0)
+    # redis://[:password@]host:port/db, rediss:// (TLS) or unix:// (a socket); a SecretStr: it may hold a
+    # password, never printed
+    cache_url: Optional[SecretStr] = None
+    cache_max_entries: Annotated[int, Field(ge=1, le=100_000_000)] = 10_000  # per API worker (memory only)
+    cache_max_bytes: Annotated[int, Field(ge=1024, le=1 << 40)] = 32 * 1024 * 1024  # per API worker (memory only)
+    cache_ttl_s: Annotated[int, Field(ge=1, le=365 * 86_400)] = 86_400  # an older entry is never answered
+    # One lookup or store; a cache slower than this counts as failed (the request goes on without it)
+    cache_timeout_s: Annotated[float, Field(ge=0.001, le=10.0)] = 0.1
+    cache_backoff_s: Annotated[float, Field(ge=0.1, le=3600.0)] = 5.0  # after a failure, left alone this long
+    cache_max_value_bytes: Annotated[int, Field(ge=256, le=64 * 1024 * 1024)] = 64 * 1024  # a larger answer: not stored
     # Feedback (feedback/): every answer recorded under its request_id for POST /feedback. SQLite (WAL) at
     # feedback_path, by default $BENTOML_HOME/feedback/feedback.sqlite3; PostgreSQL when feedback_url is
     # postgresql://... (a SecretStr: it may hold a password).
@@ -126,6 +140,14 @@ class ServingConfig(BaseSettings):
     def _readable_keys_file(cls, value: Path | None) -> Path | None:
         if value is not None:
             auth.KeySource(path=value)  # raises with the file's line, never the key
+        return value
+
+    @field_validator("cache_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip().lower().startswith(CACHE_URL_SCHEMES):
+            raise ValueError("must be a Redis URL: redis://host:port/db, rediss://host:port/db (TLS) or "
+                             "unix:///path/to/redis.sock")
         return value
 
     @field_validator("feedback_url")
@@ -219,7 +241,7 @@ class ServingConfig(BaseSettings):
 
 
 # Settings whose values a configuration error must not print.
-SECRET_VARIABLES = frozenset({ENV_PREFIX + "API_KEYS", ENV_PREFIX + "FEEDBACK_URL"})
+SECRET_VARIABLES = frozenset({ENV_PREFIX + "API_KEYS", ENV_PREFIX + "CACHE_URL", ENV_PREFIX + "FEEDBACK_URL"})
 
 
 def env_name(field: str) -> str:
