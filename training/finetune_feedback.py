@@ -298,7 +298,7 @@ def feedback_fit(model_dir: Path, examples: list[Example], threads: int) -> floa
 @dataclass
 class Outcome:
     tag: str
-    gate: str  # "passed", "failed", "skipped"
+    gate: str  # "passed", "failed", "skipped" (--no-gate) or "error" (the gate could not run)
     exit_code: int
 
 

@@ -206,3 +206,12 @@ def test_without_bento_the_next_command_is_printed(refused, baselines, export, t
     assert finetune_feedback.decide(args, refused["tag"]).exit_code == 0
     assert f"next: make bento MODEL={refused['tag']}" in capsys.readouterr().out
     assert _bentos() == before
+
+
+def test_resume_refuses_a_directory_of_another_fine_tune(tiny_model, export, tmp_path):
+    """--resume continues the run in --out; one of another export (or other settings) is not mixed in."""
+    (tmp_path / "finetune.json").write_text(json.dumps({"source": tiny_model, "export_sha256": "0" * 64,
+                                                        "settings": {}}))
+    code, out, err = _cli("--feedback", str(export), "--model", tiny_model, "--out", str(tmp_path), "--resume")
+    assert code == 2 and f"{tmp_path} holds a fine-tune of {tiny_model} on export 000000000000" in err, err
+    assert not (tmp_path / "checkpoint.pt").exists()
