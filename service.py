@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
+from pathlib import Path
 from typing import Optional
 
 import bentoml
@@ -23,7 +24,7 @@ from feedback import open_store
 from feedback.protocol import FeedbackReceipt, FeedbackRequest, Rating
 from feedback.protocol import body_limit as feedback_body_limit
 from feedback.recording import FEEDBACK_ERRORS, RecordAnswers, answer_feedback
-from observability import telemetry
+from observability import drift, telemetry
 from observability.middleware import RequestTelemetry
 from serving import log_privacy, request_timeout
 from serving.admission import AdmissionControl
@@ -37,11 +38,13 @@ from serving.errors import ErrorBodies, ErrorCode, error_response
 from serving.flow import Call, Direct, Flow, Refusal
 from serving.gc_freeze import freeze_startup_objects
 from serving.health import BackendHealth
+from serving.inspection import InputInspection
 from serving.openapi import published_spec
 from serving.protocol import (BackendName, BackendStatus, GenerationJob, GenerationOptions, GenerationOutcome,
                               ModelInfo, Summary, SummaryBatch, request_models)
 from serving.routing import Backend, BackendUnavailable, Router
 from serving.startup import explained_exit, stored_model
+from serving.tokenization import ModelTokenizer
 from serving.validation_errors import RequestValidation
 from ui import PUBLIC_PAGE_PATHS, PUBLIC_PAGE_PREFIX, page_app
 
@@ -132,8 +135,12 @@ class DialogueSummarizer:
                              CONFIG.primary_timeout_s, on_fallback=telemetry.on_fallback,
                              deadline_s=CONFIG.request_timeout_s)
         self.health = BackendHealth(statuses, routed=[primary] + ([fallback] if fallback else []))
+        self.tokenizer = ModelTokenizer(stored.path_of(HF_SUBDIR))
+        self.drift = drift.start_monitor(CONFIG.drift_reference or Path(stored.path_of(HF_SUBDIR)) / drift.REFERENCE_FILE,
+                                         CONFIG.drift_window, CONFIG.drift_min_dialogues)
         self.feedback_store = open_store(CONFIG)
         self.flow = Flow(Direct(self.router), steps=[
+            InputInspection.configured(CONFIG, self.tokenizer, self.context_tokens, observe=self.drift.observe),
             response_cache.from_config(CONFIG, stored),
             RecordAnswers(self.feedback_store, CONFIG.feedback_retain_text, CONFIG.feedback_retention_days)])
         freeze_startup_objects()  # full collections stalled the probes for up to 1.3 s under overload
@@ -213,7 +220,8 @@ def _openapi() -> dict:
     return published_spec(DialogueSummarizer, REQUEST_MODELS, ModelInfo, api_keys=CONFIG.api_keys_on,
                           protect_metrics=CONFIG.metrics_require_key,
                           rate_limited=bool(CONFIG.rate_limit_per_minute),
-                          route_errors={"/feedback": FEEDBACK_ERRORS})
+                          route_errors={"/feedback": FEEDBACK_ERRORS},
+                          refused_languages=CONFIG.other_languages == "refuse")
 
 
 async def _openapi_route(_request) -> JSONResponse:

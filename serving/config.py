@@ -127,6 +127,35 @@ class ServingConfig(BaseSettings):
     feedback_retain_text: bool = False
     # Answers (and their feedback) older than this are deleted, hourly; 0 keeps them forever.
     feedback_retention_days: Annotated[int, Field(ge=0, le=36_500)] = 90
+    # Input inspection (serving/inspection.py) and drift (observability/drift.py).
+    # The languages the model summarizes (ISO 639-1 codes, comma-separated); another identified language is
+    # answered with a warning ("warn"), refused with 422 unsupported_language ("refuse"), or let be ("ignore").
+    languages: Annotated[tuple[str, ...], NoDecode] = ("en",)
+    other_languages: Literal["warn", "refuse", "ignore"] = "warn"
+    # A language is named only with at least this confidence and this many letters (speaker names left
+    # out); otherwise it is "und" (undetermined), which is never warned about.
+    language_min_confidence: Annotated[float, Field(ge=0.5, le=1.0)] = 0.9
+    language_min_letters: Annotated[int, Field(ge=1, le=100_000)] = 20
+    # The training set's binned statistics; default: reference_stats.json of the served model. Absent: no PSI.
+    drift_reference: Optional[Path] = None
+    drift_window: Annotated[int, Field(ge=10, le=1_000_000)] = 1000  # dialogues per API worker
+    drift_min_dialogues: Annotated[int, Field(ge=1, le=1_000_000)] = 100  # no PSI before this many
+
+    @field_validator("languages", mode="before")
+    @classmethod
+    def _language_codes(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(code.strip().lower() for code in value.split(",") if code.strip())
+        if isinstance(value, (tuple, list)):
+            bad = [c for c in value if not (isinstance(c, str) and c.isalpha() and c.isascii() and 2 <= len(c) <= 3)]
+            if bad or not value:
+                raise ValueError("must be ISO 639-1 language codes separated by commas, e.g. 'en' or 'en,de'")
+        return value
+
+    @field_validator("other_languages", mode="before")
+    @classmethod
+    def _lowercase_policy(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("api_keys")
     @classmethod

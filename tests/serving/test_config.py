@@ -99,11 +99,26 @@ def test_every_field_has_the_variable_the_readme_documents():
         "SUMMARIZER_CACHE_MAX_BYTES", "SUMMARIZER_CACHE_TTL_S", "SUMMARIZER_CACHE_TIMEOUT_S", "SUMMARIZER_CACHE_BACKOFF_S",
         "SUMMARIZER_CACHE_MAX_VALUE_BYTES",
         "SUMMARIZER_FEEDBACK_URL", "SUMMARIZER_FEEDBACK_PATH",
-        "SUMMARIZER_FEEDBACK_RETAIN_TEXT", "SUMMARIZER_FEEDBACK_RETENTION_DAYS"}
+        "SUMMARIZER_FEEDBACK_RETAIN_TEXT", "SUMMARIZER_FEEDBACK_RETENTION_DAYS",
+        "SUMMARIZER_LANGUAGES", "SUMMARIZER_OTHER_LANGUAGES",
+        "SUMMARIZER_LANGUAGE_MIN_CONFIDENCE", "SUMMARIZER_LANGUAGE_MIN_LETTERS", "SUMMARIZER_DRIFT_REFERENCE",
+        "SUMMARIZER_DRIFT_WINDOW", "SUMMARIZER_DRIFT_MIN_DIALOGUES"}
+
+
+def test_language_settings(environment):
+    config = environment(SUMMARIZER_LANGUAGES=" en, DE ", SUMMARIZER_OTHER_LANGUAGES="Refuse")
+    assert (config.languages, config.other_languages) == (("en", "de"), "refuse")
+    defaults = ServingConfig.load({})
+    assert (defaults.languages, defaults.other_languages, defaults.drift_reference) == (("en",), "warn", None)
 
 
 # (variable, bad value, what the message must say is allowed)
 INVALID = [
+    ("SUMMARIZER_LANGUAGES", "english", "ISO 639-1 language codes"),
+    ("SUMMARIZER_LANGUAGES", ",", "ISO 639-1 language codes"),
+    ("SUMMARIZER_OTHER_LANGUAGES", "drop", "'warn', 'refuse' or 'ignore'"),
+    ("SUMMARIZER_LANGUAGE_MIN_CONFIDENCE", "0.2", "greater than or equal to 0.5"),
+    ("SUMMARIZER_DRIFT_WINDOW", "5", "greater than or equal to 10"),
     ("SUMMARIZER_PRIMARY", "gpu", "'auto', 'torch' or 'onnx'"),
     ("SUMMARIZER_FALLBACK", "cpu", "'auto', 'none', 'torch' or 'onnx'"),
     ("SUMMARIZER_PRIMARY_TIMEOUT_S", "0", "greater than or equal to 0.1"),
