@@ -36,6 +36,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import sys
 import time
 from collections import Counter
@@ -304,7 +305,7 @@ class Outcome:
 
 def run(args: argparse.Namespace, argv: list[str]) -> Outcome:
     from eval.generate import default_model_ref
-    from model_store.layout import HF_SUBDIR
+    from model_store.layout import HF_SUBDIR, REFERENCE_STATS
     from model_store.store import check_files, get_model, import_model
     from training.train_default import TrainConfig, train
 
@@ -358,6 +359,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> Outcome:
                   "gate_baseline": gate_baseline, "training": training, "feedback_fit": fit,
                   "command": "python -m training.finetune_feedback " + " ".join(argv)}
     source_card = (source_hf / "README.md").read_text() if (source_hf / "README.md").exists() else ""
+    if (source_hf / REFERENCE_STATS).exists():
+        # The drift reference (observability/drift.py) describes the training inputs: the fine-tune has the same
+        # tokenizer and, with rehearsal, mostly the same data, so it keeps its source's.
+        shutil.copy2(source_hf / REFERENCE_STATS, trained / REFERENCE_STATS)
     (trained / "README.md").write_text(model_card(name, source_tag, source_card, export, provenance))
     labels = {"finetuned_from": source_tag, "finetuned_at": finetuned_at,
               "feedback_export_sha256": export.sha256, "feedback_pairs": str(len(export.examples))}
