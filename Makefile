@@ -15,7 +15,7 @@ TRAIN_OUT ?= runs/default
 export BENTOML_DO_NOT_TRACK := true
 export SUMMARIZER_MODEL ?= $(MODEL)
 
-.PHONY: setup serve test import-default import-served-model import-model soak train gate bento eval baseline collector bench loadtest drill profile clean \
+.PHONY: setup serve test import-default import-served-model import-model soak train finetune gate bento eval baseline collector bench loadtest drill profile clean \
 	lock-cpu base-image container container-test lock-gpu bento-gpu dockerfile-gpu container-gpu
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
@@ -53,6 +53,20 @@ test: setup
 # Retrain the default model (see model_store/default_model/README.md for the exact command used).
 train: setup
 	$(BIN)/python -m training.train_default --out $(TRAIN_OUT) --epochs 8 --bf16 --resume
+
+# Learning from feedback (README "Learning from feedback"): fine-tune the served model ($(MODEL)) on the JSONL of
+# `python -m feedback export`, import it as <name>-feedback, run the ROUGE-L gate; BENTO=1 also builds the Bento
+# when the gate passes. FINETUNE_ARGS passes more options (python -m training.finetune_feedback --help).
+#   make finetune FEEDBACK=feedback.jsonl [BENTO=1] [FINETUNE_ARGS="--epochs 5"]
+FEEDBACK ?=
+ifneq ($(filter finetune,$(MAKECMDGOALS)),)
+ifeq ($(FEEDBACK),)
+$(error make finetune needs FEEDBACK=path.jsonl: the file `python -m feedback export` writes)
+endif
+endif
+finetune: import-served-model
+	$(BIN)/python -m training.finetune_feedback --feedback $(FEEDBACK) --model $(SUMMARIZER_MODEL) \
+	  --subset $(EVAL_SUBSET) $(if $(BENTO),--bento) $(FINETUNE_ARGS)
 
 # ROUGE-L gate: the served model ($(MODEL)) against eval/baselines/<name>.json on the fixed seeded subset
 gate: import-default

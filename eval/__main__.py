@@ -150,7 +150,7 @@ def _baseline_file(args, target) -> Path:
     if isinstance(target, str):
         served = ServiceGenerator(target).info.get("model") or ""
         return baseline_path(args.name or served.split(":")[0])
-    return baseline_path(target.name)
+    return baseline_path(args.name or target.gate_baseline or target.name)
 
 
 def _log(message: str) -> None:
@@ -261,6 +261,14 @@ def bento_labels(run, gate) -> dict[str, str]:
     return labels
 
 
+# The stored model's labels that say what it learned from (training/finetune_feedback.py): the Bento repeats them.
+LINEAGE_LABEL_PREFIXES = ("finetuned_", "feedback_")
+
+
+def lineage_labels(target) -> dict[str, str]:
+    return {k: v for k, v in target.labels.items() if k.startswith(LINEAGE_LABEL_PREFIXES)}
+
+
 def cmd_bento(args, argv) -> int:
     import bentoml
 
@@ -280,7 +288,7 @@ def cmd_bento(args, argv) -> int:
     if target.tag is None:
         raise ValueError("a Bento packs a model from BentoML's store: pass --model as a tag, "
                          "e.g. `python -m model_store import <dir> --name NAME` first")
-    labels = bento_labels(run, gate)
+    labels = {**bento_labels(run, gate), **lineage_labels(target)}
     # The service picks its model from SUMMARIZER_MODEL: pin the exact version that passed the gate.
     os.environ["SUMMARIZER_MODEL"] = target.tag
     started = time.perf_counter()

@@ -100,6 +100,10 @@ class Candidate:
     onnx_dir: Path | None
     tag: str | None = None
     known_sha256: dict[str, str] = field(default_factory=dict)  # "hf/x" -> digest, from the store's metadata
+    labels: dict[str, str] = field(default_factory=dict)  # the stored model's labels
+    # The model whose baseline gates this one, when the store's metadata names one (a fine-tune is gated against
+    # the baseline of the model it was fine-tuned from: training/finetune_feedback.py).
+    gate_baseline: str | None = None
 
     def files(self, backend: str) -> dict[str, str]:
         """Relative path -> sha256 of every file that the backend's output depends on."""
@@ -159,7 +163,8 @@ def resolve_candidate(ref: str | None = None, name: str | None = None) -> Candid
     onnx_dir = root / ONNX_SUBDIR
     return Candidate(name=name or stored.tag.name, ref=ref, hf_dir=root / HF_SUBDIR,
                      onnx_dir=onnx_dir if (onnx_dir / GRAPH_FILE).exists() else None,
-                     tag=str(stored.tag), known_sha256=dict(stored.info.metadata.get("sha256", {}) or {}))
+                     tag=str(stored.tag), known_sha256=dict(stored.info.metadata.get("sha256", {}) or {}),
+                     labels=dict(stored.info.labels), gate_baseline=stored.info.metadata.get("gate_baseline") or None)
 
 
 def ensure_onnx(candidate: Candidate, cache: str | os.PathLike | None = None,

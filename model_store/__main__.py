@@ -74,6 +74,9 @@ def list_summarizers() -> None:
     for m in rows:
         meta = m.info.metadata
         origin = f"int8 of {meta['quantized_from']}" if meta.get("quantized_from") else meta.get("source", "")
+        if meta.get("feedback"):
+            origin = (f"{meta['finetuned_from']} + {meta['feedback'].get('pairs')} feedback pairs "
+                      f"(export {meta['feedback'].get('export_sha256', '')[:12]})")
         print(f"{str(m.tag):45} {meta.get('parameters', 0) / 1e6:8.1f}M  {m.info.labels.get('source', '?'):11} "
               f"{origin}")
 

@@ -132,9 +132,11 @@ def export_onnx(hf_dir: Path, dest: Path) -> None:
 
 
 def import_model(source: str, name: str, labels: dict[str, str] | None = None, revision: str | None = None,
-                 onnx: bool = True, progress: Callable[[str], None] | None = None) -> ImportResult:
+                 onnx: bool = True, progress: Callable[[str], None] | None = None,
+                 metadata: dict | None = None) -> ImportResult:
     """Import ``source`` (local directory or hub id) as BentoML model ``name``; returns its tag and the
-    directory it is stored in. ``progress`` receives one short line per step (the command line prints them)."""
+    directory it is stored in. ``progress`` receives one short line per step (the command line prints them).
+    ``metadata`` is added to what the import records (e.g. a fine-tune's provenance: training/finetune_feedback.py)."""
     from transformers import AutoConfig
 
     steps = ["fetch Hugging Face files", "export ONNX (encoder, decoder, BeamSearch graph)", "checksums", "store"]
@@ -168,6 +170,7 @@ def import_model(source: str, name: str, labels: dict[str, str] | None = None, r
                      "beam_search": f"{ONNX_SUBDIR}/beam_search.onnx" in files},
             "sha256": files,
             "library_versions": _versions(),
+            **(metadata or {}),
         }
         all_labels = {"task": "summarization", "architecture": config.model_type, "source": kind,
                       "onnx": "yes" if onnx else "no", **(labels or {})}
@@ -270,6 +273,9 @@ def reimport_hint(stored) -> str:
     meta = stored.info.metadata
     if meta.get("quantized_from"):
         command = f"python -m model_store quantize {meta['quantized_from']} --name {name}"
+    elif meta.get("feedback"):
+        command = f"make finetune FEEDBACK={meta['feedback'].get('export_file', '<export.jsonl>')} " \
+                  f"MODEL={meta.get('finetuned_from', '<source-tag>')}"
     elif stored.info.labels.get("default") == "yes" or name == DEFAULT_MODEL_NAME:
         command = "python -m model_store import-default --force"
     else:

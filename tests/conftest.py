@@ -21,6 +21,8 @@ TINY_MODEL = "tiny-bart"
 def bentoml_home(tmp_path_factory) -> Path:
     """A BentoML home of the test session's own; set in this process and inherited by servers."""
     home = tmp_path_factory.mktemp("bentoml_home")
+    for sub in ("bentos", "models", "envs", "tmp"):  # what BentoML makes of a home it finds itself (set() skips it)
+        (home / sub).mkdir()
     os.environ["BENTOML_HOME"] = str(home)
     from bentoml._internal.configuration.containers import BentoMLContainer
 

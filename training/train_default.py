@@ -28,7 +28,7 @@ import random
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +60,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup_steps: int = 400
+    warmup_ratio: float = 0.0  # when > 0: the warm-up is this share of all steps (instead of warmup_steps)
     label_smoothing: float = 0.1
     epochs: int = 6
     time_budget_min: float = 0.0
@@ -68,6 +69,11 @@ class TrainConfig:
     limit_train: int = 0
     threads: int = 0
     bf16: bool = False
+    # Fine-tuning (training/finetune_feedback.py): start from this Hugging Face model directory (its tokenizer
+    # and weights) instead of a new tokenizer and random weights; "last" keeps the last epoch's weights
+    # rather than the best by validation ROUGE-L.
+    init_from: str = ""
+    keep: str = "best"
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
@@ -267,8 +273,25 @@ def lr_lambda_for(cfg: TrainConfig, total_steps: int):
     return factor
 
 
-def train(cfg: TrainConfig, resume: bool) -> Path:
-    from transformers import AutoTokenizer, BartForConditionalGeneration
+def load_or_build(cfg: TrainConfig, train_examples: list[Example], tok_dir: Path, resume: bool):
+    """The tokenizer and model to train: ``cfg.init_from``'s (fine-tuning), else a BPE trained on the examples
+    (kept in ``tok_dir``, reused on resume) and a new BART of ``cfg``'s shape."""
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    if cfg.init_from:
+        return AutoTokenizer.from_pretrained(cfg.init_from), AutoModelForSeq2SeqLM.from_pretrained(cfg.init_from)
+    if resume and tok_dir.is_dir():
+        tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+    else:
+        texts = [e.dialogue for e in train_examples] + [e.summary for e in train_examples]
+        tokenizer = train_tokenizer(texts, cfg.vocab_size, tok_dir.parent)
+        tokenizer.save_pretrained(tok_dir)
+    return tokenizer, build_model(cfg, tokenizer)
+
+
+def train(cfg: TrainConfig, resume: bool, train_examples: list[Example] | None = None) -> Path:
+    """Train (or, with ``cfg.init_from``, fine-tune) on ``train_examples`` (default: the SAMSum + DialogSum
+    training corpora); returns the directory of the kept model (``<out>/best`` or ``<out>/last``)."""
 
     started = time.monotonic()
     deadline = started + cfg.time_budget_min * 60 if cfg.time_budget_min > 0 else math.inf
@@ -283,26 +306,29 @@ def train(cfg: TrainConfig, resume: bool) -> Path:
     ckpt_path = out / "checkpoint.pt"
     tok_dir = out / "tokenizer"
 
-    train_examples = load_train_examples(cfg.data_dir)
+    if cfg.keep not in ("best", "last"):
+        raise ValueError(f"keep must be 'best' or 'last', got {cfg.keep!r}")
+    if train_examples is None:
+        train_examples = load_train_examples(cfg.data_dir)
     if cfg.limit_train:
         train_examples = train_examples[: cfg.limit_train]
-    eval_examples = load_eval_set("dialogsum_validation", cfg.data_dir)[: cfg.eval_examples]
+    eval_examples = load_eval_set("dialogsum_validation", cfg.data_dir)[: cfg.eval_examples] \
+        if cfg.eval_examples > 0 else []
 
-    if resume and tok_dir.is_dir():
-        tokenizer = AutoTokenizer.from_pretrained(tok_dir)
-    else:
-        texts = [e.dialogue for e in train_examples] + [e.summary for e in train_examples]
-        tokenizer = train_tokenizer(texts, cfg.vocab_size, out)
-        tokenizer.save_pretrained(tok_dir)
-    model = build_model(cfg, tokenizer).to(device)
+    tokenizer, model = load_or_build(cfg, train_examples, tok_dir, resume)
+    model = model.to(device)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"BART {cfg.d_model}d {cfg.encoder_layers}+{cfg.decoder_layers} layers, vocab {len(tokenizer)}: "
-          f"{n_params / 1e6:.2f}M parameters on {device}", flush=True)
+    shape = model.config
+    print(f"BART {shape.d_model}d {shape.encoder_layers}+{shape.decoder_layers} layers, vocab {len(tokenizer)}: "
+          f"{n_params / 1e6:.2f}M parameters on {device}"
+          + (f", from {cfg.init_from}" if cfg.init_from else ""), flush=True)
 
     encoded = encode(tokenizer, train_examples, cfg)
     lengths = [len(s) + len(t) // 2 for s, t in encoded]
     steps_per_epoch = len(epoch_batches(lengths, cfg, 0))
     total_steps = steps_per_epoch * cfg.epochs
+    if cfg.warmup_ratio > 0:
+        cfg = replace(cfg, warmup_steps=max(1, math.ceil(cfg.warmup_ratio * total_steps)))
 
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
@@ -368,16 +394,17 @@ def train(cfg: TrainConfig, resume: bool) -> Path:
         bar.close()
         if stopped_early:
             break
-        scores = greedy_rouge(model, tokenizer, eval_examples, device)
+        scores = greedy_rouge(model, tokenizer, eval_examples, device) if eval_examples else None
         mean_loss = epoch_loss[0] / max(1, epoch_loss[1])
         state["epoch_loss"] = [0.0, 0]
         state["history"].append({"epoch": epoch + 1, "step": state["step"], "train_loss": mean_loss,
                                   "val_greedy": scores, "elapsed_s": time.monotonic() - started})
-        print(f"epoch {epoch + 1}: mean loss {mean_loss:.3f}, DialogSum validation greedy ROUGE-1/2/L "
-              f"{scores['rouge1']:.2f}/{scores['rouge2']:.2f}/{scores['rougeL']:.2f}", flush=True)
+        print(f"epoch {epoch + 1}: mean loss {mean_loss:.3f}" + (
+              f", DialogSum validation greedy ROUGE-1/2/L "
+              f"{scores['rouge1']:.2f}/{scores['rouge2']:.2f}/{scores['rougeL']:.2f}" if scores else ""), flush=True)
         state["epoch"] += 1
         state["batch_in_epoch"] = 0
-        if scores["rougeL"] > state["best_rougeL"]:
+        if cfg.keep == "best" and scores and scores["rougeL"] > state["best_rougeL"]:
             state["best_rougeL"], state["best_epoch"] = scores["rougeL"], epoch + 1
             save_pretrained(out / "best", model, tokenizer, {"parameters": n_params, **state})
         now = time.monotonic()
@@ -389,9 +416,12 @@ def train(cfg: TrainConfig, resume: bool) -> Path:
     state["train_seconds"] += time.monotonic() - segment_start
     save_checkpoint(ckpt_path, model, optimizer, scheduler, state)
     save_pretrained(out / "last", model, tokenizer, {"parameters": n_params, **state})
+    done = "stopped by the time budget" if stopped_early else "finished"
+    if cfg.keep == "last":
+        print(f"{done}: epoch {state['epoch']}, step {state['step']}; model in {out / 'last'}", flush=True)
+        return out / "last"
     if not (out / "best").exists():  # a budget shorter than one epoch still yields a loadable model
         save_pretrained(out / "best", model, tokenizer, {"parameters": n_params, **state})
-    done = "stopped by the time budget" if stopped_early else "finished"
     print(f"{done}: epoch {state['epoch']}, step {state['step']}, best epoch {state['best_epoch']} "
           f"(greedy ROUGE-L {state['best_rougeL']:.2f}); model in {out / 'best'}", flush=True)
     return out / "best"

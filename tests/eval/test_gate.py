@@ -7,40 +7,25 @@ whose summaries are the human references; real degraded models are in test_gate_
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
 from eval.datasets import REPO_ROOT
 from harness import bentoml_serve
+from tests.eval import tiny_baselines
 from tests.eval.eval_cli import cli, read_report
-
-LIMIT = "3"
 
 
 @pytest.fixture(scope="module")
 def tiny_baseline(tiny_model, eval_cache, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("baselines") / "tiny-bart.json"
-    assert cli("baseline", "--model", tiny_model, "--limit", LIMIT, "--out", str(out), "--cache-dir", str(eval_cache),
-               "--report-dir", str(out.parent / "report"), "--no-progress") == 0
-    return out
+    return tiny_baselines.tiny_baseline(tiny_model, eval_cache, tmp_path_factory.mktemp("baselines"))
 
 
 @pytest.fixture(scope="module")
 def stronger_baseline(tiny_baseline, tmp_path_factory) -> Path:
     """The tiny baseline with SAMSum's summaries replaced by the human references: the tiny model is far worse."""
-    from eval.datasets import load_eval_set
-
-    out = tmp_path_factory.mktemp("stronger") / "tiny-bart.json"
-    shutil.copy(tiny_baseline, out)
-    refs = {ex.id: ex.references[0] for ex in load_eval_set("samsum_validation")}
-    rows = [json.loads(line) for line in tiny_baseline.with_name("tiny-bart.ci.jsonl").read_text().splitlines()]
-    for row in rows:
-        if row["set"] == "samsum_validation":
-            row["summaries"] = {b: refs[row["id"]] for b in row["summaries"]}
-    out.with_name("tiny-bart.ci.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return out
+    return tiny_baselines.stronger_baseline(tiny_baseline, tmp_path_factory.mktemp("stronger"))
 
 
 def test_baseline_records_scores_and_configuration(tiny_model, tiny_baseline):
