@@ -29,14 +29,16 @@ from serving.config import ServingConfig
 from serving.devices import cuda_available
 from serving.engines import HF_SUBDIR, context_length, default_settings
 from serving.errors import ErrorBodies, ErrorCode, error_response
-from serving.flow import Call, Direct, Flow, Refusal
+from serving.flow import Call, Flow, Refusal
 from serving.gc_freeze import freeze_startup_objects
 from serving.health import BackendHealth
+from serving.long_dialogue import LongDialogues
 from serving.openapi import published_spec
 from serving.protocol import (BackendName, BackendStatus, GenerationJob, GenerationOptions, GenerationOutcome,
                               ModelInfo, Summary, SummaryBatch, request_models)
 from serving.routing import Backend, BackendUnavailable, Router
 from serving.startup import explained_exit, stored_model
+from serving.tokenization import ModelTokenizer
 from serving.validation_errors import RequestValidation
 
 # Before BentoML builds the apps: its timeout middleware kept every request's objects alive for the timeout.
@@ -111,6 +113,7 @@ class DialogueSummarizer:
         self.model_tag = str(stored.tag)
         self.defaults = default_settings(stored.path_of(HF_SUBDIR))
         self.context_tokens = context_length(stored.path_of(HF_SUBDIR))
+        self.tokenizer = ModelTokenizer(stored.path_of(HF_SUBDIR))
         primary, fallback = CONFIG.routing(cuda_available())
         telemetry.start(service="dialogue_summarizer", component="api", model=self.model_tag, backend=primary,
                         fallback=fallback)
@@ -125,7 +128,7 @@ class DialogueSummarizer:
                              CONFIG.primary_timeout_s, on_fallback=telemetry.on_fallback,
                              deadline_s=CONFIG.request_timeout_s)
         self.health = BackendHealth(statuses, routed=[primary] + ([fallback] if fallback else []))
-        self.flow = Flow(Direct(self.router), steps=[])
+        self.flow = Flow(LongDialogues(self.router, self.tokenizer, CONFIG.long_dialogue, self.context_tokens), steps=[])
         freeze_startup_objects()  # full collections stalled the probes for up to 1.3 s under overload
 
     @bentoml.api(route="/summarize", input_spec=SummarizeRequest)

@@ -1,0 +1,246 @@
+"""Long dialogues: read in windows that fit the model, summarized together, the summaries combined.
+
+A dialogue that fits one window is one job, as before. A longer one is split at speaker turns (lines) into
+windows of at most ``window_tokens`` tokens, counted with the model's own tokenizer, special tokens included
+(so the engine never cuts a window). A single turn longer than a window is split at sentence boundaries, each
+piece after the first prefixed with the turn's speaker ("Amanda: "), so the model still knows who speaks; a
+sentence longer than a window is cut at the last space that fits (at any character as the very last resort).
+Nothing is dropped: every character of the dialogue but line breaks and the spaces at a cut is in a window.
+
+Every window of every dialogue of a request goes to the router in ONE call, so BentoML's adaptive batching
+generates them together. The window summaries, in order, joined, are the summary (measured in
+bench/long_dialogue.py: joining beats summarizing the join again by far, since each window's summary already
+says what happened in it). Only a join longer than ``summary_tokens`` is summarized again, in windows, for at
+most ``max_rounds`` rounds in all, and only while a round makes it shorter.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from serving.flow import Call, Item
+from serving.protocol import GenerationJob, GenerationResult, LongDialogueInfo, Summary
+from serving.routing import Routed, Router
+from serving.tokenization import ModelTokenizer
+
+# "Amanda: ...", "#Person1#: ...", "Dr. Smith: ..." at the start of a turn.
+_SPEAKER = re.compile(r"^\s*([^:\n]{1,40}?):[ \t]+(?=\S)")
+# A sentence ends at . ! ? or … (possibly closed by quotes or brackets) before whitespace.
+_SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+")
+
+
+@dataclass(frozen=True)
+class LongDialogueSettings:
+    """How long dialogues are read (SUMMARIZER_LONG_* in serving/config.py)."""
+
+    window_tokens: int = 512
+    summary_tokens: int = 1024
+    max_rounds: int = 3
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """What the packing places: a whole turn, or a piece of a turn longer than a window."""
+
+    text: str  # without the speaker, for a piece of a long turn
+    piece: str  # the dialogue's own text it stands for
+    speaker: str = ""  # "Ben: ", written before ``text`` when a window (a line) begins with it
+    continues: bool = False  # goes on the line before it when in the same window
+
+
+@dataclass(frozen=True)
+class Window:
+    text: str  # what the model reads
+    pieces: tuple[str, ...]  # the dialogue's own text in it, in order (``text`` adds line breaks and speakers)
+
+
+class WindowSplitter:
+    """Splits a text into windows of at most ``window_tokens`` tokens of ``count`` (special tokens included)."""
+
+    def __init__(self, count: Callable[[Sequence[str]], list[int]], window_tokens: int) -> None:
+        self.count = count
+        self.window_tokens = window_tokens
+        if self._tokens("") >= window_tokens:
+            raise ValueError(f"a window of {window_tokens} tokens holds no text with this tokenizer")
+
+    def fits(self, text: str) -> bool:
+        return self._tokens(text) <= self.window_tokens
+
+    def split(self, text: str) -> list[Window]:
+        """The windows of ``text`` in order; one window (``text`` itself) when it fits."""
+        if self.fits(text):
+            return [Window(text, (text,))]
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        units: list[_Unit] = []
+        for line, n in zip(lines, self.count(lines)):
+            units.extend([_Unit(line, line)] if n <= self.window_tokens else self._split_turn(line))
+        return self._pack(units)
+
+    def _tokens(self, text: str) -> int:
+        return self.count([text])[0]
+
+    def _pack(self, units: list[_Unit]) -> list[Window]:
+        """As many consecutive units as fit, window after window: turns on their own lines, the sentences of
+        one long turn on the same line (a window that begins inside a turn begins with its speaker)."""
+        windows: list[Window] = []
+        lines: list[str] = []
+        pieces: list[str] = []
+        for unit in units:
+            if lines:
+                grown = ([*lines[:-1], f"{lines[-1]} {unit.text}"] if unit.continues
+                         else [*lines, unit.speaker + unit.text])
+                if self.fits("\n".join(grown)):
+                    lines = grown
+                    pieces.append(unit.piece)
+                    continue
+                windows.append(Window("\n".join(lines), tuple(pieces)))
+            lines, pieces = [unit.speaker + unit.text], [unit.piece]
+        if lines:
+            windows.append(Window("\n".join(lines), tuple(pieces)))
+        return windows
+
+    def _split_turn(self, line: str) -> list[_Unit]:
+        """A turn longer than a window: its sentences (a sentence longer than a window cut), each a unit that
+        fits with the speaker's name before it."""
+        speaker = _SPEAKER.match(line)
+        said = line[speaker.end():] if speaker else line
+        prefix = f"{speaker.group(1).strip()}: " if speaker else ""
+        fragments: list[str] = []
+        for sentence in (s for s in _SENTENCE_END.split(said) if s.strip()):
+            fragments.extend([sentence] if self.fits(prefix + sentence) else self._hard_cut(sentence, prefix))
+        return [_Unit(fragment, (line[:speaker.end()] if speaker and i == 0 else "") + fragment,
+                      speaker=prefix, continues=i > 0) for i, fragment in enumerate(fragments)]
+
+    def _hard_cut(self, sentence: str, prefix: str) -> list[str]:
+        """The last resort: the longest prefixes that fit, cut at a space when one is in the second half."""
+        parts = []
+        rest = sentence
+        while rest and not self.fits(prefix + rest):
+            lo, hi = 1, len(rest)  # the longest fitting length is in [lo, hi)
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                lo, hi = (mid, hi) if self.fits(prefix + rest[:mid]) else (lo, mid)
+            cut = lo
+            space = rest.rfind(" ", 0, cut + 1)
+            if space > cut // 2:
+                cut = space
+            parts.append(rest[:cut].strip())
+            rest = rest[cut:].strip()
+        if rest:
+            parts.append(rest)
+        return [p for p in parts if p]
+
+
+def token_counter(tokenizer: ModelTokenizer) -> Callable[[Sequence[str]], list[int]]:
+    """Tokens each text is to the model, its special tokens included (what the engine's context counts)."""
+    return lambda texts: [len(ids) for ids in tokenizer.encode(texts)]
+
+
+class LongDialogues:
+    """The flow's Generation: a dialogue that fits as one job, a longer one in windows, then combined.
+
+    ``settings`` None: every dialogue is one job (the engine truncates what does not fit, as before)."""
+
+    def __init__(self, router: Router, tokenizer: ModelTokenizer, settings: LongDialogueSettings | None,
+                 context_tokens: int) -> None:
+        self.router = router
+        self.settings = settings
+        self.splitter = None
+        if settings is not None:
+            window = min(settings.window_tokens, context_tokens)  # a window the engine would cut is no window
+            self.splitter = WindowSplitter(token_counter(tokenizer), window)
+
+    async def __call__(self, items: Sequence[Item], call: Call) -> None:
+        rounds: list[Routed] = []
+        try:
+            await self._summarize(items, call, rounds)
+        finally:
+            if call.observed is not None and rounds:  # once per request: every round's tokens, the last backend
+                call.observed.routed(Routed([r for routed in rounds for r in routed.results], rounds[-1].backend,
+                                            fallback=any(routed.fallback for routed in rounds)))
+
+    async def _summarize(self, items: Sequence[Item], call: Call, rounds: list[Routed]) -> None:
+        splits = [self._split(item.dialogue) for item in items]
+        results, fallback = await self._generate([w.text for windows in splits for w in windows], call, rounds)
+        at = 0
+        todo: list[_Long] = []
+        for item, windows in zip(items, splits):
+            mine, at = results[at:at + len(windows)], at + len(windows)
+            if len(windows) == 1:  # it fits: exactly as a direct job
+                r = mine[0]
+                item.summary = Summary(summary=r.summary, model=r.model, backend=r.backend,
+                                       input_tokens=r.input_tokens, output_tokens=r.output_tokens,
+                                       truncated=r.truncated, fallback=fallback)
+            else:
+                todo.append(_Long(item, windows=len(windows), input_tokens=sum(r.input_tokens for r in mine),
+                                  truncated=any(r.truncated for r in mine), last=mine, fallback=fallback,
+                                  generations=len(mine), generated_tokens=sum(r.output_tokens for r in mine)))
+        await self._combine(todo, call, rounds)
+        for long in todo:
+            last = long.last[-1]
+            long.item.summary = Summary(
+                summary=_join(long.last), model=last.model, backend=last.backend, input_tokens=long.input_tokens,
+                output_tokens=sum(r.output_tokens for r in long.last), truncated=long.truncated,
+                fallback=long.fallback,
+                long_dialogue=LongDialogueInfo(windows=long.windows, rounds=long.rounds,
+                                               window_tokens=self.splitter.window_tokens,
+                                               generations=long.generations,
+                                               generated_tokens=long.generated_tokens))
+
+    def _split(self, dialogue: str) -> list[Window]:
+        return [Window(dialogue, (dialogue,))] if self.splitter is None else self.splitter.split(dialogue)
+
+    async def _combine(self, todo: list[_Long], call: Call, rounds: list[Routed]) -> None:
+        """Summarize the joined summaries again, in windows, while longer than the target (bounded rounds)."""
+        assert self.settings is not None or not todo
+        while True:
+            again = [long for long in todo if not long.done and long.rounds < self.settings.max_rounds
+                     and not self._short_enough(long)]
+            if not again:
+                return
+            splits = [self.splitter.split("\n".join(r.summary.strip() for r in long.last)) for long in again]
+            results, fallback = await self._generate([w.text for windows in splits for w in windows], call, rounds)
+            at = 0
+            for long, windows in zip(again, splits):
+                mine, at = results[at:at + len(windows)], at + len(windows)
+                long.generations += len(mine)
+                long.generated_tokens += sum(r.output_tokens for r in mine)
+                if sum(r.output_tokens for r in mine) >= sum(r.output_tokens for r in long.last):
+                    long.done = True  # no shorter: keep the previous round's summaries, stop here
+                    continue
+                long.last = mine
+                long.rounds += 1
+                long.fallback = long.fallback or fallback
+
+    def _short_enough(self, long: _Long) -> bool:
+        return sum(r.output_tokens for r in long.last) <= self.settings.summary_tokens
+
+    async def _generate(self, texts: list[str], call: Call, rounds: list[Routed]) -> tuple[list[GenerationResult], bool]:
+        now = time.time()
+        routed = await self.router.generate([GenerationJob(text=t, settings=call.settings, enqueued_at=now)
+                                             for t in texts])
+        rounds.append(routed)
+        return routed.results, routed.fallback
+
+
+@dataclass
+class _Long:
+    """A dialogue read in windows, on its way through the rounds."""
+
+    item: Item
+    windows: int
+    input_tokens: int
+    truncated: bool
+    last: list[GenerationResult]  # the latest round's summaries, in order
+    fallback: bool
+    generations: int
+    generated_tokens: int
+    rounds: int = 1  # rounds whose summaries make up the answer: 1 is the windows' summaries joined
+    done: bool = False
+
+
+def _join(results: Sequence[GenerationResult]) -> str:
+    return " ".join(s for s in (r.summary.strip() for r in results) if s)
