@@ -1,7 +1,7 @@
 """Long dialogues: ROUGE-L of reading them in windows (serving/long_dialogue.py) against plain truncation.
 
-    python -m bench.long_dialogue                      # k = 2, 4, 8; 40 long dialogues each; windows 256..1024
-    python -m bench.long_dialogue --n 10 --ks 4 --windows 512
+    python -m bench.long_dialogue                  # k = 2, 4, 8; 40 long dialogues each; other windows at k = 4
+    python -m bench.long_dialogue --n 10 --ks 4 --window 256 --windows
 
 A long dialogue joins k DialogSum test dialogues (a fixed seed picks them; no dialogue twice in one); its
 references are theirs joined in the same order (DialogSum test has three per dialogue: the r-th long reference
@@ -10,8 +10,9 @@ joins the r-th ones; the score is the best of the three, as in the suite). Every
 backend runs it), through the service's ``Router``; only the HTTP hop is left out:
 
     truncation        every dialogue one job: the engine cuts it to the model's context (SUMMARIZER_LONG_DIALOGUES=false)
-    windows W         windows of at most W tokens, the window summaries joined (the service's combination)
-    re-summarized W   the same, then the join summarized again (what "combine" could mean instead)
+    windows W         windows of at most W tokens, the window summaries joined (the service's combination);
+                      the service's window at every k, the others (--windows) at k = 4 only
+    re-summarized W   the same, then the join summarized again (what "combine" could mean instead), at k = 4
 
 Scores are ROUGE-L F1 x100 (eval/rouge.py), with the paired bootstrap 95 % interval of the difference to
 truncation. Writes bench/results/long_dialogue-*.json.
@@ -29,7 +30,7 @@ from bench.common import busy_warning, fmt, log, machine_info, now_iso, write_re
 
 SEED = 14
 DEFAULT_KS = (2, 4, 8)
-DEFAULT_WINDOWS = (256, 384, 512, 1024)
+DEFAULT_WINDOWS = (128, 256, 512, 1024)
 REQUEST_ITEMS = 8  # long dialogues per flow call, as one /summarize_batch request of 8
 
 
@@ -75,6 +76,33 @@ def run_variant(engine, router, dialogues: Sequence[str], settings) -> tuple[lis
     return summaries, time.perf_counter() - started
 
 
+def meeting(chars: int, data_dir: str | None = None) -> str:
+    """DialogSum test dialogues one after the other, whole ones only, up to ``chars`` characters."""
+    from eval.datasets import load_eval_set
+
+    text = ""
+    for example in load_eval_set("dialogsum_test", data_dir):
+        if len(text) + len(example.dialogue) + 1 > chars:
+            return text.rstrip("\n")
+        text += example.dialogue.strip() + "\n"
+    return text.rstrip("\n")
+
+
+def cost(engine, router, settings, sizes: Sequence[int], data_dir: str | None = None) -> list[dict]:
+    """One long dialogue of each size (characters), as one request: windows, generations, seconds."""
+    rows = []
+    for chars in sizes:
+        dialogue = meeting(chars, data_dir)
+        for name, chosen in (("truncation", None), (f"windows {settings.window_tokens}", settings)):
+            [summary], seconds = run_variant(engine, router, [dialogue], chosen)
+            info = summary.long_dialogue
+            rows.append({"chars": len(dialogue), "tokens": len(engine.tokenizer.encode([dialogue])[0]),
+                         "variant": name, "windows": info.windows if info else 1,
+                         "generations": info.generations if info else 1, "summary_tokens": summary.output_tokens,
+                         "truncated": summary.truncated, "seconds": seconds})
+    return rows
+
+
 def score(summaries, references) -> list[float]:
     from eval.rouge import score_one
 
@@ -85,9 +113,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.long_dialogue", description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=40, help="long dialogues per k (default %(default)s)")
     parser.add_argument("--ks", type=int, nargs="+", default=list(DEFAULT_KS), help="dialogues joined into one")
-    parser.add_argument("--windows", type=int, nargs="+", default=list(DEFAULT_WINDOWS), help="window sizes (tokens)")
-    parser.add_argument("--resummarize", type=int, nargs="*", default=[512],
-                        help="window sizes also measured with the join summarized again")
+    parser.add_argument("--window", type=int, default=None,
+                        help="the window measured at every k (default: the service's, SUMMARIZER_LONG_WINDOW_TOKENS)")
+    parser.add_argument("--sweep-k", type=int, default=4, help="the k at which the other windows are measured")
+    parser.add_argument("--windows", type=int, nargs="*", default=list(DEFAULT_WINDOWS),
+                        help="window sizes (tokens) measured at --sweep-k")
+    parser.add_argument("--resummarize", type=int, nargs="*", default=None,
+                        help="window sizes measured at --sweep-k with the join summarized again (default: --window)")
+    parser.add_argument("--cost-chars", type=int, nargs="*", default=[15_000, 20_000],
+                        help="sizes (characters) of the long meetings whose cost is measured, one request each")
     parser.add_argument("--model", default=None, help="stored model tag or directory (default: the served one)")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: one per core)")
     parser.add_argument("--data-dir", default=None)
@@ -96,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from eval.generate import resolve_candidate
     from eval.rouge import bootstrap_ci
+    from serving.config import ServingConfig
     from serving.engines import OnnxEngine
     from serving.long_dialogue import LongDialogueSettings
 
@@ -104,13 +139,19 @@ def main(argv: list[str] | None = None) -> int:
     engine = OnnxEngine(candidate.hf_dir, candidate.tag or candidate.ref, threads=args.threads,
                         onnx_dir=candidate.onnx_dir)
     router = engine_router(engine)
-    variants = [("truncation", None)]
-    variants += [(f"windows {w}", LongDialogueSettings(window_tokens=w)) for w in args.windows]
-    # summary_tokens 16: every join is longer, so it is summarized again (one more round at most)
-    variants += [(f"re-summarized {w}", LongDialogueSettings(window_tokens=w, summary_tokens=16, max_rounds=2))
-                 for w in args.resummarize]
+    config = ServingConfig.load()
+    window = args.window or config.long_window_tokens
+    service = LongDialogueSettings(window_tokens=window, summary_tokens=config.long_summary_tokens,
+                                   max_rounds=config.long_max_rounds)
+    resummarize = [window] if args.resummarize is None else args.resummarize
     rows = []
     for k in args.ks:
+        variants = [("truncation", None), (f"windows {window}", service)]
+        if k == args.sweep_k:
+            variants += [(f"windows {w}", LongDialogueSettings(window_tokens=w)) for w in args.windows if w != window]
+            # summary_tokens 16: every join is longer, so it is summarized again (one more round at most)
+            variants += [(f"re-summarized {w}", LongDialogueSettings(window_tokens=w, summary_tokens=16,
+                                                                      max_rounds=2)) for w in resummarize]
         pairs = long_dialogues(k, args.n, data_dir=args.data_dir)
         dialogues, references = [d for d, _ in pairs], [r for _, r in pairs]
         tokens = [len(ids) for ids in engine.tokenizer.encode(dialogues)]
@@ -137,10 +178,12 @@ def main(argv: list[str] | None = None) -> int:
                 row["vs_truncation"] = sum(diffs) / len(diffs)
                 row["vs_truncation_ci95"] = bootstrap_ci(diffs)
             rows.append(row)
+    log("cost: one long meeting per size, as one request")
+    costs = cost(engine, router, service, args.cost_chars, args.data_dir)
     report = {"benchmark": "long_dialogue", "started": now_iso(), "model": candidate.tag or candidate.ref,
               "engine": str(engine.engine), "context_tokens": engine.context, "seed": SEED, "n": args.n,
-              "ks": args.ks, "generation": engine.defaults.model_dump(), "machine": machine_info(),
-              "busy_warning": warning, "rows": rows}
+              "ks": args.ks, "window_tokens": window, "sweep_k": args.sweep_k, "generation": engine.defaults.model_dump(), "machine": machine_info(),
+              "busy_warning": warning, "rows": rows, "cost": costs}
     path = write_results("long_dialogue", report, args.out)
     print(render(report))
     print(f"\nresults: {path}")
@@ -158,6 +201,14 @@ def render(report: dict) -> str:
         lines.append(f"{row['k']:>2}  {row['variant']:<18} {row['dialogue_tokens_mean']:>6.0f} {row['rougeL']:>7.2f} "
                      f"{delta:>22} {row['windows_mean']:>7.1f} {row['rounds_mean']:>6.2f} "
                      f"{row['summary_tokens_mean']:>7.0f} {row['truncated_share']:>6.0%} {fmt(row['seconds'], 1):>6}")
+    if report.get("cost"):
+        lines += ["", "Cost of one long meeting (one request):", "",
+                  f"{'chars':>6} {'tokens':>6}  {'variant':<12} {'windows':>7} {'generations':>11} {'sum.tok':>7} "
+                  f"{'trunc.':>6} {'s':>6}"]
+        for row in report["cost"]:
+            lines.append(f"{row['chars']:>6} {row['tokens']:>6}  {row['variant']:<12} {row['windows']:>7} "
+                         f"{row['generations']:>11} {row['summary_tokens']:>7} {str(row['truncated']).lower():>6} "
+                         f"{row['seconds']:>6.1f}")
     if report.get("busy_warning"):
         lines += ["", "warning: " + report["busy_warning"]]
     return "\n".join(lines)

@@ -36,7 +36,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+")
 class LongDialogueSettings:
     """How long dialogues are read (SUMMARIZER_LONG_* in serving/config.py)."""
 
-    window_tokens: int = 512
+    window_tokens: int = 256
     summary_tokens: int = 1024
     max_rounds: int = 3
 
@@ -164,7 +164,8 @@ class LongDialogues:
 
     async def _summarize(self, items: Sequence[Item], call: Call, rounds: list[Routed]) -> None:
         splits = [self._split(item.dialogue) for item in items]
-        results, fallback = await self._generate([w.text for windows in splits for w in windows], call, rounds)
+        results, fallback = await self._generate([w.text for windows in splits for w in windows], call, rounds,
+                                                 dialogues=len(items))
         at = 0
         todo: list[_Long] = []
         for item, windows in zip(items, splits):
@@ -202,7 +203,8 @@ class LongDialogues:
             if not again:
                 return
             splits = [self.splitter.split("\n".join(r.summary.strip() for r in long.last)) for long in again]
-            results, fallback = await self._generate([w.text for windows in splits for w in windows], call, rounds)
+            results, fallback = await self._generate([w.text for windows in splits for w in windows], call, rounds,
+                                                     dialogues=len(again))
             at = 0
             for long, windows in zip(again, splits):
                 mine, at = results[at:at + len(windows)], at + len(windows)
@@ -218,10 +220,14 @@ class LongDialogues:
     def _short_enough(self, long: _Long) -> bool:
         return sum(r.output_tokens for r in long.last) <= self.settings.summary_tokens
 
-    async def _generate(self, texts: list[str], call: Call, rounds: list[Routed]) -> tuple[list[GenerationResult], bool]:
+    async def _generate(self, texts: list[str], call: Call, rounds: list[Routed],
+                        dialogues: int) -> tuple[list[GenerationResult], bool]:
         now = time.time()
+        # The primary's timeout is for a request's dialogues read once each; windows are more to read: the
+        # timeout grows with the windows per dialogue (the request timeout still bounds the whole request).
+        scale = max(1.0, len(texts) / max(1, dialogues))
         routed = await self.router.generate([GenerationJob(text=t, settings=call.settings, enqueued_at=now)
-                                             for t in texts])
+                                             for t in texts], primary_timeout_s=self.router.primary_timeout_s * scale)
         rounds.append(routed)
         return routed.results, routed.fallback
 

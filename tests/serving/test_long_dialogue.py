@@ -192,10 +192,27 @@ def test_a_window_never_exceeds_the_model_context(tokenizer):
 def test_the_settings_and_the_switch():
     from serving.config import ServingConfig
 
-    assert ServingConfig.load({}).long_dialogue == LongDialogueSettings(window_tokens=512, summary_tokens=1024,
+    assert ServingConfig.load({}).long_dialogue == LongDialogueSettings(window_tokens=256, summary_tokens=1024,
                                                                         max_rounds=3)
     assert ServingConfig.load({"SUMMARIZER_LONG_DIALOGUES": "false"}).long_dialogue is None
     chosen = ServingConfig.load({"SUMMARIZER_LONG_WINDOW_TOKENS": "300", "SUMMARIZER_LONG_MAX_ROUNDS": "1"})
     assert (chosen.long_dialogue.window_tokens, chosen.long_dialogue.max_rounds) == (300, 1)
     with pytest.raises(ValueError, match="SUMMARIZER_LONG_WINDOW_TOKENS='8'"):
         ServingConfig.load({"SUMMARIZER_LONG_WINDOW_TOKENS": "8"})
+
+
+def test_the_primary_timeout_grows_with_the_windows_per_dialogue(tokenizer):
+    from serving.routing import BackendUnavailable
+
+    backend = RecordingBackend()
+
+    async def slow(jobs):  # 0.5 s for any call: longer than the primary timeout of one dialogue's job
+        await asyncio.sleep(0.5)
+        return await backend(jobs)
+
+    router = Router(Backend(BackendName.ONNX, slow), None, primary_timeout_s=0.2)
+    long = turns(24)
+    [summary] = run(LongDialogues(router, tokenizer, LongDialogueSettings(window_tokens=60), 1024), [long])
+    assert summary.long_dialogue.windows >= 8  # 8 windows for one dialogue: 1.6 s for the call
+    with pytest.raises(BackendUnavailable, match="no answer within 0.2s"):
+        run(LongDialogues(router, tokenizer, None, 1024), [long])  # one job: the router's own timeout

@@ -59,3 +59,11 @@ def test_the_cli_text_output_says_a_dialogue_was_truncated():
     cut = Summary(summary="s", model="m:1", backend="onnx-cpu", input_tokens=1024, output_tokens=3, truncated=True)
     assert how_it_was_read(cut) == ["truncated: only the first 1024 tokens of the dialogue were read"]
     assert how_it_was_read(cut.model_copy(update={"truncated": False})) == []
+
+
+def test_the_published_schema_describes_long_dialogue(server):
+    spec = httpx.get(f"{server.url}/docs.json", timeout=30).json()
+    schemas = spec["components"]["schemas"]
+    assert set(schemas["LongDialogueInfo"]["properties"]) == {"windows", "rounds", "window_tokens", "generations",
+                                                             "generated_tokens"}
+    assert schemas["Summary"]["properties"]["long_dialogue"]["nullable"] is True
