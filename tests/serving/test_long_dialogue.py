@@ -216,3 +216,26 @@ def test_the_primary_timeout_grows_with_the_windows_per_dialogue(tokenizer):
     assert summary.long_dialogue.windows >= 8  # 8 windows for one dialogue: 1.6 s for the call
     with pytest.raises(BackendUnavailable, match="no answer within 0.2s"):
         run(LongDialogues(router, tokenizer, None, 1024), [long])  # one job: the router's own timeout
+
+
+@pytest.mark.parametrize("window_tokens", [96, 256])
+def test_packing_by_adding_counts_is_packing_by_counting_windows(tokenizer, meeting, window_tokens):
+    # BART's byte-level BPE never merges across a line break or a space: the sum of the units' counts is the
+    # window's count, so the fast packing is the exact one
+    splitter = WindowSplitter(token_counter(tokenizer), window_tokens)
+    long_turn = "Ben: " + " ".join(f"Item {i} is late again, as it was last week." for i in range(60))
+    for text in (meeting, meeting + "\n" + long_turn + "\nAnna: OK."):
+        units = splitter.units(text)
+        assert any(unit.continues for unit in units) or text == meeting  # pieces of a long turn too
+        assert splitter._pack_by_sum(units) == splitter._pack_counting(units)
+
+
+def test_a_tokenizer_that_merges_across_joins_still_gets_windows_that_fit():
+    # a made-up count where joined texts are not the sum of their parts: the exact packing takes over
+    def count(texts):
+        return [2 + (len(t) + 3) // 4 for t in texts]
+
+    dialogue = "\n".join(f"P{i}: {'word ' * (i % 7 + 1)}end." for i in range(60))
+    windows = WindowSplitter(count, 30).split(dialogue)
+    assert len(windows) > 5 and all(count([w.text])[0] <= 30 for w in windows)
+    assert [line for w in windows for line in w.text.split("\n")] == dialogue.split("\n")

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
 
 from harness import bentoml_serve
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 WINDOW_TOKENS = 64
 SHORT = "Amanda: I baked cookies. Do you want some?\nJerry: Sure!"
 MEETING = "\n".join(f"{name}: About item {i} on the agenda, I think we should decide it by Friday at the latest."
@@ -43,7 +45,7 @@ def test_the_cli_text_output_says_the_summary_was_made_from_windows(server, tmp_
     (tmp_path / "meeting.txt").write_text(MEETING)
     (tmp_path / "chat.txt").write_text(SHORT)
     done = subprocess.run([sys.executable, "-m", "client", str(tmp_path / "chat.txt"), str(tmp_path / "meeting.txt"),
-                           "--url", server.url], capture_output=True, text=True, timeout=120)
+                           "--url", server.url], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     chat, meeting = done.stdout.splitlines()
     assert chat.startswith("chat.txt: ") and "long dialogue" not in chat and "truncated" not in chat
