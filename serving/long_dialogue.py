@@ -150,6 +150,8 @@ class WindowSplitter:
         speaker = _SPEAKER.match(line)
         said = line[speaker.end():] if speaker else line
         prefix = f"{speaker.group(1).strip()}: " if speaker else ""
+        if not self.fits(prefix + "x"):  # a speaker's name that leaves no room in a window: not repeated
+            prefix = ""
         fragments: list[str] = []
         for sentence in (s for s in _SENTENCE_END.split(said) if s.strip()):
             fragments.extend([sentence] if self.fits(prefix + sentence) else self._hard_cut(sentence, prefix))
@@ -157,23 +159,33 @@ class WindowSplitter:
                       speaker=prefix, continues=i > 0) for i, fragment in enumerate(fragments)]
 
     def _hard_cut(self, sentence: str, prefix: str) -> list[str]:
-        """The last resort: the longest prefixes that fit, cut at a space when one is in the second half."""
+        """The last resort: the longest beginnings that fit, cut at a space when one is in their second half."""
         parts = []
         rest = sentence
-        while rest and not self.fits(prefix + rest):
-            lo, hi = 1, len(rest)  # the longest fitting length is in [lo, hi)
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                lo, hi = (mid, hi) if self.fits(prefix + rest[:mid]) else (lo, mid)
-            cut = lo
-            space = rest.rfind(" ", 0, cut + 1)
-            if space > cut // 2:
-                cut = space
+        while rest:
+            cut = self._longest_fitting(rest, prefix)
+            if cut < len(rest):
+                space = rest.rfind(" ", 0, cut + 1)
+                if space > cut // 2:
+                    cut = space
             parts.append(rest[:cut].strip())
             rest = rest[cut:].strip()
-        if rest:
-            parts.append(rest)
         return [p for p in parts if p]
+
+    def _longest_fitting(self, text: str, prefix: str) -> int:
+        """The most characters of ``text`` that fit after ``prefix`` (at least 1). Each probe encodes about a
+        window's worth of text, never the whole rest: a 20,000-character line without a space is cut fast."""
+        fits, probe = 0, min(len(text), self.window_tokens)
+        while self.fits(prefix + text[:probe]):
+            fits = probe
+            if probe == len(text):
+                return fits
+            probe = min(len(text), probe * 2)
+        too_long = probe
+        while too_long - fits > 1:
+            middle = (fits + too_long) // 2
+            fits, too_long = (middle, too_long) if self.fits(prefix + text[:middle]) else (fits, middle)
+        return max(fits, 1)
 
 
 def token_counter(tokenizer: ModelTokenizer) -> Callable[[Sequence[str]], list[int]]:
