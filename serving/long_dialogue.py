@@ -92,19 +92,38 @@ class WindowSplitter:
         one long turn on the same line (a window that begins inside a turn begins with its speaker).
 
         Packed by adding up the units' own token counts (one batch encode), which is exact for byte-level
-        BPE tokenizers (BART's, GPT-2's: a line break is a token of its own); every window is then counted
-        whole, and where a tokenizer merges across a join the units are packed again by counting each
-        grown window (exact, a window's worth of tokens encoded per unit: 1 s for 20,000 characters)."""
+        BPE tokenizers (BART's, GPT-2's: a line break is a token of its own), and balanced; every window is
+        then counted whole, and where a tokenizer merges across a join the units are packed again, greedily,
+        by counting each grown window (exact; a window's worth of tokens encoded per unit)."""
         windows = self._pack_by_sum(units)
         if all(n <= self.window_tokens for n in self.count([window.text for window in windows])):
             return windows
         return self._pack_counting(units)
 
-    def _pack_by_sum(self, units: list[_Unit]) -> list[Window]:
+    def _pack_by_sum(self, units: list[_Unit], balanced: bool = True) -> list[Window]:
+        """Balanced: as few windows as greedy packing needs, with the smallest largest window that still
+        needs no more (so the last window is not a few lines left over, summarized on their own)."""
         special = self._tokens("")
         line_break = self._tokens("\n") - special
         alone = [n - special for n in self.count([u.speaker + u.text for u in units])]  # starting a line
         after = [n - special for n in self.count([" " + u.text for u in units])]  # going on the line before
+        windows = self._greedy(units, alone, after, line_break, self.window_tokens - special)
+        if not balanced:
+            return windows
+        low, high = 0, self.window_tokens - special  # high packs into len(windows) windows; low is too small
+        while high - low > 1:
+            middle = (low + high) // 2
+            if len(self._greedy(units, alone, after, line_break, middle, at_most=len(windows))) <= len(windows):
+                high = middle
+            else:
+                low = middle
+        return self._greedy(units, alone, after, line_break, high)
+
+    @staticmethod
+    def _greedy(units: list[_Unit], alone: list[int], after: list[int], line_break: int, limit: int,
+                at_most: int | None = None) -> list[Window]:
+        """Units in order, a new window when the next would take this one past ``limit`` tokens (a unit
+        longer than ``limit`` gets a window of its own); stops after ``at_most`` + 1 windows."""
         windows: list[Window] = []
         lines: list[str] = []
         pieces: list[str] = []
@@ -112,7 +131,7 @@ class WindowSplitter:
         for unit, n_alone, n_after in zip(units, alone, after):
             if lines:
                 grown = used + (n_after if unit.continues else line_break + n_alone)
-                if special + grown <= self.window_tokens:
+                if grown <= limit:
                     if unit.continues:
                         lines[-1] = f"{lines[-1]} {unit.text}"
                     else:
@@ -121,6 +140,8 @@ class WindowSplitter:
                     used = grown
                     continue
                 windows.append(Window("\n".join(lines), tuple(pieces)))
+                if at_most is not None and len(windows) > at_most:
+                    return windows
             lines, pieces, used = [unit.speaker + unit.text], [unit.piece], n_alone
         if lines:
             windows.append(Window("\n".join(lines), tuple(pieces)))

@@ -56,10 +56,13 @@ def test_windows_keep_whole_turns_in_order_and_each_fits(tokenizer, meeting, win
         # every window is whole turns, and the windows' turns are the dialogue's, in order: nothing dropped
         assert [line for w in windows for line in w.text.split("\n")] == lines
     assert words(" ".join(p for w in windows for p in w.pieces)) == words(meeting)
-    # packed: no window would have taken the next one's first turn
+    # as few windows as packing each as full as it goes, and balanced: the largest no larger than there
     splitter = WindowSplitter(token_counter(tokenizer), window_tokens)
-    for w, after in zip(windows, windows[1:]):
+    greedy = splitter._pack_counting(splitter.units(meeting))
+    for w, after in zip(greedy, greedy[1:]):
         assert not splitter.fits(w.text + "\n" + after.text.split("\n")[0])
+    assert len(windows) == len(greedy)
+    assert max(tokens(tokenizer, w.text) for w in windows) <= max(tokens(tokenizer, w.text) for w in greedy)
 
 
 def test_a_turn_longer_than_a_window_is_split_at_sentences_with_its_speaker(tokenizer):
@@ -227,7 +230,7 @@ def test_packing_by_adding_counts_is_packing_by_counting_windows(tokenizer, meet
     for text in (meeting, meeting + "\n" + long_turn + "\nAnna: OK."):
         units = splitter.units(text)
         assert any(unit.continues for unit in units) or text == meeting  # pieces of a long turn too
-        assert splitter._pack_by_sum(units) == splitter._pack_counting(units)
+        assert splitter._pack_by_sum(units, balanced=False) == splitter._pack_counting(units)
 
 
 def test_a_tokenizer_that_merges_across_joins_still_gets_windows_that_fit():
