@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
+from pathlib import Path
 from typing import Optional
 
 import bentoml
@@ -18,7 +19,12 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from observability import telemetry
+import cache as response_cache
+from feedback import open_store
+from feedback.protocol import FeedbackReceipt, FeedbackRequest, Rating
+from feedback.protocol import body_limit as feedback_body_limit
+from feedback.recording import FEEDBACK_ERRORS, RecordAnswers, answer_feedback
+from observability import drift, telemetry
 from observability.middleware import RequestTelemetry
 from serving import log_privacy, request_timeout
 from serving.admission import AdmissionControl
@@ -32,6 +38,7 @@ from serving.errors import ErrorBodies, ErrorCode, error_response
 from serving.flow import Call, Flow, Refusal
 from serving.gc_freeze import freeze_startup_objects
 from serving.health import BackendHealth
+from serving.inspection import InputInspection
 from serving.long_dialogue import LongDialogues
 from serving.openapi import published_spec
 from serving.protocol import (BackendName, BackendStatus, GenerationJob, GenerationOptions, GenerationOutcome,
@@ -40,6 +47,7 @@ from serving.routing import Backend, BackendUnavailable, Router
 from serving.startup import explained_exit, stored_model
 from serving.tokenization import ModelTokenizer
 from serving.validation_errors import RequestValidation
+from ui import PUBLIC_PAGE_PATHS, PUBLIC_PAGE_PREFIX, page_app
 
 # Before BentoML builds the apps: its timeout middleware kept every request's objects alive for the timeout.
 request_timeout.install()
@@ -51,7 +59,8 @@ with explained_exit():
     CONFIG = ServingConfig.load()  # once per process, from SUMMARIZER_*; passed to what needs it
     STORED = stored_model(CONFIG)  # the main process checks the routed backends' files against their sha256
 SummarizeRequest, SummarizeBatchRequest = request_models(CONFIG.limits)
-REQUEST_MODELS = {"/summarize": SummarizeRequest, "/summarize_batch": SummarizeBatchRequest}
+SUMMARIZE_ROUTES = {"/summarize": SummarizeRequest, "/summarize_batch": SummarizeBatchRequest}
+REQUEST_MODELS = {**SUMMARIZE_ROUTES, "/feedback": FeedbackRequest}
 telemetry.configure_bentoml()  # OTLP from the OTEL_* variables; off (and free) without an endpoint
 BACKEND_CONFIG = dict(
     traffic={"timeout": CONFIG.request_timeout_s, "max_concurrency": 10_000},
@@ -113,7 +122,6 @@ class DialogueSummarizer:
         self.model_tag = str(stored.tag)
         self.defaults = default_settings(stored.path_of(HF_SUBDIR))
         self.context_tokens = context_length(stored.path_of(HF_SUBDIR))
-        self.tokenizer = ModelTokenizer(stored.path_of(HF_SUBDIR))
         primary, fallback = CONFIG.routing(cuda_available())
         telemetry.start(service="dialogue_summarizer", component="api", model=self.model_tag, backend=primary,
                         fallback=fallback)
@@ -128,7 +136,14 @@ class DialogueSummarizer:
                              CONFIG.primary_timeout_s, on_fallback=telemetry.on_fallback,
                              deadline_s=CONFIG.request_timeout_s)
         self.health = BackendHealth(statuses, routed=[primary] + ([fallback] if fallback else []))
-        self.flow = Flow(LongDialogues(self.router, self.tokenizer, CONFIG.long_dialogue, self.context_tokens), steps=[])
+        self.tokenizer = ModelTokenizer(stored.path_of(HF_SUBDIR))
+        self.drift = drift.start_monitor(CONFIG.drift_reference or Path(stored.path_of(HF_SUBDIR)) / drift.REFERENCE_FILE,
+                                         CONFIG.drift_window, CONFIG.drift_min_dialogues)
+        self.feedback_store = open_store(CONFIG)
+        self.flow = Flow(LongDialogues(self.router, self.tokenizer, CONFIG.long_dialogue, self.context_tokens), steps=[
+            InputInspection.configured(CONFIG, self.tokenizer, self.context_tokens, observe=self.drift.observe),
+            response_cache.from_config(CONFIG, stored),
+            RecordAnswers(self.feedback_store, CONFIG.feedback_retain_text, CONFIG.feedback_retention_days)])
         freeze_startup_objects()  # full collections stalled the probes for up to 1.3 s under overload
 
     @bentoml.api(route="/summarize", input_spec=SummarizeRequest)
@@ -157,6 +172,14 @@ class DialogueSummarizer:
         for summary in summaries:
             summary.duration_ms = elapsed_ms  # generated together: each waited for the whole list
         return SummaryBatch(summaries=summaries, duration_ms=elapsed_ms)
+
+    @bentoml.api(route="/feedback", input_spec=FeedbackRequest)
+    async def feedback(self, request_id: str, rating: Rating, corrected_summary: Optional[str] = None,
+                       comment: Optional[str] = None) -> FeedbackReceipt:
+        """Rate an answer by its request_id; a second feedback for the same request_id replaces the first."""
+        return await answer_feedback(self.feedback_store, FeedbackRequest(
+            request_id=request_id, rating=rating, corrected_summary=corrected_summary, comment=comment),
+            retention_days=CONFIG.feedback_retention_days)
 
     async def model_info(self) -> ModelInfo:
         """GET /model (a route of ``ROUTES`` below: BentoML's APIs answer POST only)."""
@@ -197,7 +220,9 @@ async def _model_route(_request) -> JSONResponse:
 def _openapi() -> dict:
     return published_spec(DialogueSummarizer, REQUEST_MODELS, ModelInfo, api_keys=CONFIG.api_keys_on,
                           protect_metrics=CONFIG.metrics_require_key,
-                          rate_limited=bool(CONFIG.rate_limit_per_minute))
+                          rate_limited=bool(CONFIG.rate_limit_per_minute),
+                          route_errors={"/feedback": FEEDBACK_ERRORS},
+                          refused_languages=CONFIG.other_languages == "refuse")
 
 
 async def _openapi_route(_request) -> JSONResponse:
@@ -207,18 +232,21 @@ async def _openapi_route(_request) -> JSONResponse:
 # Mounted after BentoML's own routes and before its /docs.json, which this one replaces (serving/openapi.py).
 DialogueSummarizer.mount_asgi_app(Starlette(routes=[Route("/model", _model_route, methods=["GET"]),
                                                     Route("/docs.json", _openapi_route, methods=["GET"])]), path="/")
+DialogueSummarizer.mount_asgi_app(page_app(), path="/")  # the web page at /ui/ (GET / leads there), Swagger at /docs
 
 # Middlewares, outermost first.
 if telemetry.enabled():  # outermost of ours: also counts what the others reject
-    DialogueSummarizer.add_asgi_middleware(RequestTelemetry, paths=list(REQUEST_MODELS))
+    DialogueSummarizer.add_asgi_middleware(RequestTelemetry, paths=list(SUMMARIZE_ROUTES))
 DialogueSummarizer.add_asgi_middleware(ErrorBodies)  # BentoML's and Starlette's own errors as ErrorBody
 if (api_keys := CONFIG.key_source()) is not None:  # before the body is read and before admission: a flood
     # without a key takes no capacity
     DialogueSummarizer.add_asgi_middleware(ApiKeyAuth, keys=api_keys, on_key=telemetry.on_api_key,
                                            rate_limit_per_minute=CONFIG.rate_limit_per_minute,
-                                           protect_metrics=CONFIG.metrics_require_key)
+                                           protect_metrics=CONFIG.metrics_require_key,
+                                           page_paths=PUBLIC_PAGE_PATHS, page_prefix=PUBLIC_PAGE_PREFIX)
 DialogueSummarizer.add_asgi_middleware(BodyLimits, max_bytes=CONFIG.body_limit(1), timeout_s=CONFIG.body_timeout_s,
-                                       max_bytes_by_path={"/summarize_batch": CONFIG.body_limit(CONFIG.max_list_items)})
+                                       max_bytes_by_path={"/summarize_batch": CONFIG.body_limit(CONFIG.max_list_items),
+                                                          "/feedback": feedback_body_limit()})
 DialogueSummarizer.add_asgi_middleware(RequestValidation, models=REQUEST_MODELS)  # bad input never takes a slot
 DialogueSummarizer.add_asgi_middleware(AdmissionControl, max_pending=CONFIG.max_pending_requests,
-                                       paths=list(REQUEST_MODELS))
+                                       paths=list(SUMMARIZE_ROUTES))  # a feedback never waits behind generation

@@ -9,7 +9,7 @@ joins the r-th ones; the score is the best of the three, as in the suite). Every
 ``LongDialogues`` generation over ONNX Runtime's engine of the served model (``OnnxEngine``, as the ONNX
 backend runs it), through the service's ``Router``; only the HTTP hop is left out:
 
-    truncation        every dialogue one job: the engine cuts it to the model's context (SUMMARIZER_LONG_DIALOGUES=false)
+    truncation        every dialogue one job, cut to the model's context (SUMMARIZER_LONG_DIALOGUES=false)
     windows W         windows of at most W tokens, the window summaries joined (the service's combination);
                       the service's window at every k, the others (--windows) at k = 4 only
     re-summarized W   the same, then the join summarized again (what "combine" could mean instead), at k = 4
@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     costs = cost(engine, router, service, args.cost_chars, args.data_dir)
     report = {"benchmark": "long_dialogue", "started": now_iso(), "model": candidate.tag or candidate.ref,
               "engine": str(engine.engine), "context_tokens": engine.context, "seed": SEED, "n": args.n,
-              "ks": args.ks, "window_tokens": window, "sweep_k": args.sweep_k, "generation": engine.defaults.model_dump(), "machine": machine_info(),
+              "ks": args.ks, "window_tokens": window, "sweep_k": args.sweep_k,
+              "generation": engine.defaults.model_dump(), "machine": machine_info(),
               "busy_warning": warning, "rows": rows, "cost": costs}
     path = write_results("long_dialogue", report, args.out)
     print(render(report))

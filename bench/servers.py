@@ -37,8 +37,11 @@ def private_home(directory: Path) -> Path:
 
 
 def summarizer_server(name: str, model: str, log_dir: Path, **env: str) -> ManagedProcess:
-    """``bentoml serve service:DialogueSummarizer`` (not started) on ``model``, ``SUMMARIZER_*`` from ``env``."""
-    full_env = {"SUMMARIZER_MODEL": model, "BENTOML_HOME": str(private_home(log_dir / f"home-{name}")), **env}
+    """``bentoml serve service:DialogueSummarizer`` (not started) on ``model``, ``SUMMARIZER_*`` from ``env``.
+    The response cache is off unless ``env`` says otherwise: the benchmarks send the same dialogues many times
+    and measure generation (bench/cache.py measures the cache)."""
+    full_env = {"SUMMARIZER_MODEL": model, "BENTOML_HOME": str(private_home(log_dir / f"home-{name}")),
+                "SUMMARIZER_CACHE": "off", **env}
     return bentoml_serve(log_dir / f"{name}.log", full_env, name=name)
 
 

@@ -61,7 +61,9 @@ def end_to_end(model: str, env: dict[str, str], otlp_grpc_endpoint: str, args, w
     results: dict[str, list[dict]] = {mode: [] for mode in MODES}
     for round_ in range(args.rounds):
         for mode in MODES:
-            serve_env = {**env, "SUMMARIZER_MODEL": model, **telemetry_env(mode, otlp_grpc_endpoint)}
+            # the response cache off: the same four dialogues are sent again and again
+            serve_env = {**env, "SUMMARIZER_MODEL": model, "SUMMARIZER_CACHE": "off",
+                         **telemetry_env(mode, otlp_grpc_endpoint)}
             server = bentoml_serve(workdir / f"serve-{mode}-{round_}.log", serve_env, name=f"service-telemetry-{mode}")
             try:
                 server.start(timeout_s=START_TIMEOUT_S)

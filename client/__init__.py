@@ -12,8 +12,9 @@ answer) or ``ServiceError`` (a non-2xx answer); both are ``ClientError``s with a
 from client.aio import AsyncSummarizerClient
 from client.errors import ClientError, ServiceError, ServiceUnreachable, UnexpectedAnswer
 from client.sync import SummarizerClient
+from feedback.protocol import FeedbackReceipt, Rating
 from serving.errors import ErrorCode
 from serving.protocol import GenerationOptions, Summary, SummaryBatch
 
-__all__ = ["AsyncSummarizerClient", "ClientError", "ErrorCode", "GenerationOptions", "ServiceError",
-           "ServiceUnreachable", "Summary", "SummaryBatch", "SummarizerClient", "UnexpectedAnswer"]
+__all__ = ["AsyncSummarizerClient", "ClientError", "ErrorCode", "FeedbackReceipt", "GenerationOptions", "Rating",
+           "ServiceError", "ServiceUnreachable", "Summary", "SummaryBatch", "SummarizerClient", "UnexpectedAnswer"]

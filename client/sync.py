@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import httpx
 
 from client import wire
+from feedback.protocol import FeedbackReceipt
 from serving.protocol import Summary, SummaryBatch
 
 
@@ -42,6 +43,14 @@ class SummarizerClient:
         """Summaries of several dialogues (at most the service's SUMMARIZER_MAX_LIST_ITEMS), in their order."""
         response = self._send("POST", "/summarize_batch", wire.batch_body(dialogues, generation))
         return wire.parse(response, self.url, SummaryBatch)
+
+    def feedback(self, request_id: str, rating: str, corrected_summary: str | None = None,
+                 comment: str | None = None) -> FeedbackReceipt:
+        """Rate the answer named by ``request_id`` (a Summary's): ``rating`` "good" or "bad", optionally the
+        summary it should have been and a comment. A second feedback for the same request_id replaces the first
+        (so a retry stores it once); an unknown request_id is ``ServiceError(code="unknown_request")``."""
+        response = self._send("POST", "/feedback", wire.feedback_body(request_id, rating, corrected_summary, comment))
+        return wire.parse(response, self.url, FeedbackReceipt)
 
     def model(self) -> dict:
         """The served model, its generation defaults, the routing and each backend's status."""

@@ -14,6 +14,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from client.errors import ServiceError, ServiceUnreachable, UnexpectedAnswer
+from feedback.protocol import FeedbackRequest
 from serving.errors import ErrorBody
 from serving.protocol import GenerationOptions
 
@@ -79,6 +80,12 @@ def batch_body(dialogues: Sequence[str], generation: Generation) -> dict:
 def _with_generation(body: dict, generation: Generation) -> dict:
     settings = generation_body(generation)
     return body if settings is None else {**body, "generation": settings}
+
+
+def feedback_body(request_id: str, rating: str, corrected_summary: str | None, comment: str | None) -> dict:
+    """A POST /feedback body, validated here first (pydantic's error for a bad value); unset fields left out."""
+    return FeedbackRequest(request_id=request_id, rating=rating, corrected_summary=corrected_summary,
+                           comment=comment).model_dump(mode="json", exclude_none=True)
 
 
 def retryable(exc: httpx.TransportError) -> bool:

@@ -6,6 +6,7 @@
     same summary       a fixed dialogue's summary equals the local service's (harness.bentoml_serve, same
                        model and settings)
     bad input          answered 400 with what is wrong
+    web page           GET / leads to /ui/, whose page and files are in the image
     SIGTERM            ``podman stop`` while requests are in flight: every one is answered 200, the container
                        exits 0 within the pod's termination grace period
 
@@ -140,6 +141,18 @@ def check_bad_input(server: ContainerServer) -> str:
     return "400 for " + " and ".join(answers) + f" ({answers['an empty dialogue'].text[:90]!r})"
 
 
+def check_web_page(server: ContainerServer) -> str:
+    root = httpx.get(server.url + "/", timeout=30)
+    if root.status_code != 307 or root.headers.get("location") != "/ui/":
+        raise CheckFailed(f"GET / answered {root.status_code} (location {root.headers.get('location')!r}), "
+                          "expected 307 to /ui/")
+    files = {name: httpx.get(f"{server.url}/ui/{name}", timeout=30) for name in ("", "app.js", "style.css")}
+    wrong = {name or "index": r.status_code for name, r in files.items() if r.status_code != 200}
+    if wrong or "<title>Dialogue summarizer</title>" not in files[""].text:
+        raise CheckFailed(f"the web page's files are not served: {wrong or 'no page title'}")
+    return f"GET / -> /ui/, its {len(files)} files served ({sum(len(r.content) for r in files.values())} bytes)"
+
+
 def in_flight(metrics_text: str) -> float:
     """Requests the public service holds on its summarize routes (BentoML's gauge)."""
     return sum(sample.value for family in text_string_to_metric_families(metrics_text)
@@ -191,6 +204,7 @@ def run_checks(image: str, log_dir: Path, secret_files: Sequence[Path] = (), pod
         if server.process.running() and server.ready_after_s is not None:
             report.run("same summary", lambda: check_same_summary(report, server, log_dir))
             report.run("bad input", lambda: check_bad_input(server))
+            report.run("web page", lambda: check_web_page(server))
             report.run("SIGTERM", lambda: check_sigterm(report, server))
     finally:
         server.close()

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
-from model_store.layout import DEFAULT_MODEL_NAME, HF_SUBDIR, ONNX_SUBDIR
+from model_store.layout import DEFAULT_MODEL_NAME, HF_SUBDIR, ONNX_SUBDIR, REFERENCE_STATS
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
 
@@ -86,9 +86,9 @@ def fetch_hf_files(source: str, dest: Path, revision: str | None = None) -> str:
 
         run_in_child(_load_and_save_weights, where, dest, kwargs)
     _complete_hf_files(where, dest, kwargs)
-    card = path / "README.md"
-    if kind == "local" and card.exists():
-        shutil.copy2(card, dest / "README.md")
+    for name in ("README.md", REFERENCE_STATS):
+        if kind == "local" and (path / name).exists():
+            shutil.copy2(path / name, dest / name)
     return kind
 
 
@@ -307,8 +307,13 @@ def import_default(name: str = DEFAULT_MODEL_NAME, if_missing: bool = True) -> s
             stored_versions = bentoml.models.list(name)
         except NotFound:  # raised, rather than an empty list, when no version of the name exists
             stored_versions = []
+        reference = DEFAULT_MODEL_DIR / REFERENCE_STATS
+        wanted_reference = sha256_file(reference) if reference.exists() else None
         for stored in stored_versions:
-            if stored.info.labels.get("weights_sha256") == wanted:
+            # The same weights and the same drift reference (a version stored before the reference shipped
+            # is imported again, so the service finds it).
+            if (stored.info.labels.get("weights_sha256") == wanted and
+                    stored.info.metadata.get("sha256", {}).get(f"{HF_SUBDIR}/{REFERENCE_STATS}") == wanted_reference):
                 return str(stored.tag)
     return import_model(str(DEFAULT_MODEL_DIR), name,
                         labels={"weights_sha256": sha256_file(DEFAULT_MODEL_DIR / "model.safetensors"),

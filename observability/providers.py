@@ -76,6 +76,9 @@ class Runtime:
     meter_provider: Any = None
     instruments: dict[str, Any] = field(default_factory=dict)
     model_info: dict[str, str] = field(default_factory=dict)
+    # Observable gauges other than model info: name -> what gives its (value, attributes) at each export
+    # (``observe_gauge``).
+    gauges: dict[str, Any] = field(default_factory=dict)
 
     def add(self, name: str, value: float, attributes: Mapping[str, Any]) -> None:
         instrument = self.instruments.get(name)
@@ -247,14 +250,28 @@ def _create_instruments(runtime: Runtime, meter) -> None:
 
     create = {"counter": meter.create_counter, "histogram": meter.create_histogram,
               "up_down_counter": meter.create_up_down_counter}
+    def observed(name: str):
+        def callback(_options):
+            source = runtime.gauges.get(name)
+            return [Observation(value, attributes) for value, attributes in source()] if source else []
+        return callback
+
     for spec in INSTRUMENTS:
-        if spec.name == MODEL_INFO:
-            meter.create_observable_gauge(spec.name, callbacks=[model_info], unit=spec.unit,
-                                          description=spec.description)
+        if spec.kind == "gauge":
+            meter.create_observable_gauge(spec.name, callbacks=[model_info if spec.name == MODEL_INFO
+                                                                else observed(spec.name)],
+                                          unit=spec.unit, description=spec.description)
             continue
         extra = {"explicit_bucket_boundaries_advisory": spec.buckets} if spec.buckets else {}
         runtime.instruments[spec.name] = create[spec.kind](spec.name, unit=spec.unit, description=spec.description,
                                                            **extra)
+
+
+def observe_gauge(name: str, source) -> None:
+    """Have the observable gauge ``name`` report ``source()`` (a list of (value, attributes)) at each export;
+    nothing when telemetry is off."""
+    if _runtime is not None:
+        _runtime.gauges[name] = source
 
 
 def shutdown() -> None:

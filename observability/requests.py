@@ -19,7 +19,8 @@ from typing import Any, Iterator, Optional, Sequence
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from observability.names import (API_KEY_ID, BACKEND, ERROR_TYPE, ERRORS, GEN_AI_INPUT_MESSAGES, GEN_AI_INPUT_TOKENS,
+from observability.names import (API_KEY_ID, BACKEND, CACHE_LOOKUPS, CACHE_RESULT, CACHE_STORE, CACHE_STORES,
+                                 CACHED_BACKEND, ERROR_TYPE, ERRORS, GEN_AI_INPUT_MESSAGES, GEN_AI_INPUT_TOKENS,
                                  GEN_AI_MAX_TOKENS, GEN_AI_OPERATION, GEN_AI_OUTPUT_MESSAGES, GEN_AI_OUTPUT_TOKENS,
                                  GEN_AI_REQUEST_MODEL, GEN_AI_RESPONSE_MODEL, GEN_AI_TOKEN_TYPE, HTTP_ROUTE,
                                  OPERATION, OUTCOME, REQUEST_DURATION, REQUEST_TOKENS, REQUESTS, REQUESTS_IN_FLIGHT)
@@ -139,6 +140,27 @@ class _Summarize:
                 self.span.set_attribute("summarizer.engine", str(results[0].backend))
             if self.runtime.capture_content:
                 self.span.set_attribute(GEN_AI_OUTPUT_MESSAGES, messages([r.summary for r in results], "assistant"))
+
+
+    def cache_lookups(self, results: dict[str, int], store: str) -> None:
+        """The response cache's lookups of this request's dialogues (``results``: hit/miss/error -> count):
+        counted, and on the operation span as summarizer.cache.<result>. A request whose every dialogue was
+        a hit is counted with backend "cache" in the request metrics."""
+        if self.runtime is None:
+            return
+        for result, count in results.items():
+            self.runtime.add(CACHE_LOOKUPS, count, {CACHE_RESULT: result, CACHE_STORE: store})
+        if self.span is not None:
+            self.span.set_attributes({f"summarizer.cache.{result}": count for result, count in results.items()})
+        if self.state is not None and results.get("hit") and results.keys() == {"hit"}:
+            self.state.backend = CACHED_BACKEND
+
+    def cache_stores(self, results: dict[str, int], store: str) -> None:
+        """What the response cache did with this request's new summaries (stored/too_large/error -> count)."""
+        if self.runtime is None:
+            return
+        for result, count in results.items():
+            self.runtime.add(CACHE_STORES, count, {CACHE_RESULT: result, CACHE_STORE: store})
 
 
 @contextlib.contextmanager

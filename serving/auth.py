@@ -204,19 +204,32 @@ def bearer_token(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
 
 class ApiKeyAuth:
     """ASGI middleware: 401 without a valid key, 429 past the key's rate; probes (and /metrics, unless told
-    otherwise) pass without one."""
+    otherwise) pass without one, and so do GETs of the public pages (``page_paths``, and every path under
+    ``page_prefix``): a browser opening a page sends no bearer header; the page's own API calls carry the key."""
 
     def __init__(self, app, keys: KeySource, *, rate_limit_per_minute: int = 0, protect_metrics: bool = False,
-                 on_key: Callable[[str], None] | None = None) -> None:
+                 on_key: Callable[[str], None] | None = None, page_paths: Iterable[str] = (),
+                 page_prefix: str | None = None) -> None:
         self.app = app
         self.keys = keys
         self.limiter = RateLimiter(rate_limit_per_minute) if rate_limit_per_minute else None
         self.open_paths = PROBE_PATHS if protect_metrics else PROBE_PATHS | {METRICS_PATH}
+        self.page_paths = frozenset(page_paths)
+        self.page_prefix = page_prefix
         self.on_key = on_key
 
+    def _public_page(self, scope) -> bool:
+        if scope["type"] != "http" or scope.get("method") not in ("GET", "HEAD"):
+            return False
+        path = scope.get("path", "")
+        if ".." in path:  # nothing routes by a normalized path, but a dot-segment never passes without a key
+            return False
+        return path in self.page_paths or bool(self.page_prefix and path.startswith(self.page_prefix))
+
     async def __call__(self, scope, receive, send):
-        if scope["type"] not in ("http", "websocket") or scope.get("path") in self.open_paths:
-            return await self.app(scope, receive, send)  # lifespan events, probes
+        if (scope["type"] not in ("http", "websocket") or scope.get("path") in self.open_paths
+                or self._public_page(scope)):
+            return await self.app(scope, receive, send)  # lifespan events, probes, the page's static files
         token = bearer_token(scope.get("headers", ()))
         kid = self.keys.keys().match(token) if token is not None else None
         if kid is None and scope["type"] == "websocket":  # none are served, but none may pass without a key

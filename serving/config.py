@@ -26,6 +26,7 @@ from serving import auth
 from serving.protocol import BackendName, RequestLimits
 
 ENV_PREFIX = "SUMMARIZER_"
+CACHE_URL_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 class ConfigError(ValueError):
@@ -113,6 +114,57 @@ class ServingConfig(BaseSettings):
     # A joined summary longer than this is summarized again, in windows (at most LONG_MAX_ROUNDS rounds in all).
     long_summary_tokens: Annotated[int, Field(ge=16, le=100_000)] = 1024
     long_max_rounds: Annotated[int, Field(ge=1, le=10)] = 3
+    # Response cache (cache/): the same (model, generation settings, dialogue) answered from the cache.
+    # In each API worker's memory by default; in Redis, shared by every worker and replica, when a URL is set.
+    cache: bool = True  # SUMMARIZER_CACHE=off switches it off (on/off, true/false, 1/0)
+    # redis://[:password@]host:port/db, rediss:// (TLS) or unix:// (a socket); a SecretStr: it may hold a
+    # password, never printed
+    cache_url: Optional[SecretStr] = None
+    cache_max_entries: Annotated[int, Field(ge=1, le=100_000_000)] = 10_000  # per API worker (memory only)
+    cache_max_bytes: Annotated[int, Field(ge=1024, le=1 << 40)] = 32 * 1024 * 1024  # per API worker (memory only)
+    cache_ttl_s: Annotated[int, Field(ge=1, le=365 * 86_400)] = 86_400  # an older entry is never answered
+    # One lookup or store; a cache slower than this counts as failed (the request goes on without it)
+    cache_timeout_s: Annotated[float, Field(ge=0.001, le=10.0)] = 0.1
+    cache_backoff_s: Annotated[float, Field(ge=0.1, le=3600.0)] = 5.0  # after a failure, left alone this long
+    cache_max_value_bytes: Annotated[int, Field(ge=256, le=64 * 1024 * 1024)] = 64 * 1024  # a larger answer: not stored
+    # Feedback (feedback/): every answer recorded under its request_id for POST /feedback. SQLite (WAL) at
+    # feedback_path, by default $BENTOML_HOME/feedback/feedback.sqlite3; PostgreSQL when feedback_url is
+    # postgresql://... (a SecretStr: it may hold a password).
+    feedback_url: Optional[SecretStr] = None
+    feedback_path: Optional[Path] = None
+    # Off: only sha256 hashes of the dialogue and the summary are kept, and the export cannot make pairs.
+    feedback_retain_text: bool = False
+    # Answers (and their feedback) older than this are deleted, hourly; 0 keeps them forever.
+    feedback_retention_days: Annotated[int, Field(ge=0, le=36_500)] = 90
+    # Input inspection (serving/inspection.py) and drift (observability/drift.py).
+    # The languages the model summarizes (ISO 639-1 codes, comma-separated); another identified language is
+    # answered with a warning ("warn"), refused with 422 unsupported_language ("refuse"), or let be ("ignore").
+    languages: Annotated[tuple[str, ...], NoDecode] = ("en",)
+    other_languages: Literal["warn", "refuse", "ignore"] = "warn"
+    # A language is named only with at least this confidence and this many letters (speaker names left
+    # out); otherwise it is "und" (undetermined), which is never warned about.
+    language_min_confidence: Annotated[float, Field(ge=0.5, le=1.0)] = 0.9
+    language_min_letters: Annotated[int, Field(ge=1, le=100_000)] = 20
+    # The training set's binned statistics; default: reference_stats.json of the served model. Absent: no PSI.
+    drift_reference: Optional[Path] = None
+    drift_window: Annotated[int, Field(ge=10, le=1_000_000)] = 1000  # dialogues per API worker
+    drift_min_dialogues: Annotated[int, Field(ge=1, le=1_000_000)] = 100  # no PSI before this many
+
+    @field_validator("languages", mode="before")
+    @classmethod
+    def _language_codes(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(code.strip().lower() for code in value.split(",") if code.strip())
+        if isinstance(value, (tuple, list)):
+            bad = [c for c in value if not (isinstance(c, str) and c.isalpha() and c.isascii() and 2 <= len(c) <= 3)]
+            if bad or not value:
+                raise ValueError("must be ISO 639-1 language codes separated by commas, e.g. 'en' or 'en,de'")
+        return value
+
+    @field_validator("other_languages", mode="before")
+    @classmethod
+    def _lowercase_policy(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("api_keys")
     @classmethod
@@ -126,6 +178,22 @@ class ServingConfig(BaseSettings):
     def _readable_keys_file(cls, value: Path | None) -> Path | None:
         if value is not None:
             auth.KeySource(path=value)  # raises with the file's line, never the key
+        return value
+
+    @field_validator("cache_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip().lower().startswith(CACHE_URL_SCHEMES):
+            raise ValueError("must be a Redis URL: redis://host:port/db, rediss://host:port/db (TLS) or "
+                             "unix:///path/to/redis.sock")
+        return value
+
+    @field_validator("feedback_url")
+    @classmethod
+    def _postgresql_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a PostgreSQL URL, postgresql://USER:PASSWORD@HOST:PORT/DATABASE (leave it "
+                             "unset for SQLite at SUMMARIZER_FEEDBACK_PATH)")
         return value
 
     @model_validator(mode="after")
@@ -219,7 +287,7 @@ class ServingConfig(BaseSettings):
 
 
 # Settings whose values a configuration error must not print.
-SECRET_VARIABLES = frozenset({ENV_PREFIX + "API_KEYS"})
+SECRET_VARIABLES = frozenset({ENV_PREFIX + "API_KEYS", ENV_PREFIX + "CACHE_URL", ENV_PREFIX + "FEEDBACK_URL"})
 
 
 def env_name(field: str) -> str:

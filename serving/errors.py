@@ -26,10 +26,12 @@ class ErrorCode(StrEnum):
     INVALID_JSON = "invalid_json"  # 400: the body is not JSON (or not UTF-8)
     UNAUTHORIZED = "unauthorized"  # 401: no API key, or not a valid one
     NOT_FOUND = "not_found"  # 404
+    UNKNOWN_REQUEST = "unknown_request"  # 404: POST /feedback names a request_id with no recorded answer
     METHOD_NOT_ALLOWED = "method_not_allowed"  # 405
     BODY_TIMEOUT = "body_timeout"  # 408: the body did not arrive in time
     BODY_TOO_LARGE = "body_too_large"  # 413
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"  # 415
+    UNSUPPORTED_LANGUAGE = "unsupported_language"  # 422: a language the service is set to refuse (``allowed``)
     RATE_LIMITED = "rate_limited"  # 429: this key's request rate; retry after Retry-After
     INTERNAL = "internal"  # 500: a bug of ours; the message never carries the exception
     OVERLOADED = "overloaded"  # 503: past SUMMARIZER_MAX_PENDING; retry after Retry-After (1 s)

@@ -278,8 +278,8 @@ class LongDialogues:
                      and not self._short_enough(long)]
             if not again:
                 return
-            splits = await asyncio.to_thread(lambda: [self.splitter.split("\n".join(r.summary.strip() for r in long.last))
-                                                      for long in again])
+            joins = ["\n".join(r.summary.strip() for r in long.last) for long in again]  # one summary a line
+            splits = await asyncio.to_thread(lambda: [self.splitter.split(join) for join in joins])
             results, fallback = await self._generate([w.text for windows in splits for w in windows], call, rounds,
                                                      dialogues=len(again))
             at = 0

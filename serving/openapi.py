@@ -43,11 +43,20 @@ _SUMMARIZE = {
          "Retry-After: 5).",
 }
 
+# Only with SUMMARIZER_OTHER_LANGUAGES=refuse (serving/inspection.py); by default such a dialogue is answered
+# with a "language" warning.
+_LANGUAGE_REFUSED = ("A dialogue is in a language the service is configured to refuse (code unsupported_language; "
+                     "``field`` names the dialogue, ``allowed`` lists the accepted ISO 639-1 codes).")
+
 
 def published_spec(service, request_models: Mapping[str, type[BaseModel]], model_info: type[BaseModel], *,
-                   api_keys: bool = False, protect_metrics: bool = False, rate_limited: bool = False) -> dict:
+                   api_keys: bool = False, protect_metrics: bool = False, rate_limited: bool = False,
+                   route_errors: Mapping[str, Mapping[int, str]] | None = None,
+                   refused_languages: bool = False) -> dict:
     """BentoML's OpenAPI document of ``service`` with the corrections above; ``request_models`` by route;
-    the other arguments say how serving/auth.py's ApiKeyAuth is configured (off by default)."""
+    ``route_errors`` the error statuses a route gives besides (or instead of) the summarize routes' ones;
+    refused_languages that a dialogue in another language is refused (422); the other arguments say how
+    serving/auth.py's ApiKeyAuth is configured (off by default)."""
     spec = service.openapi_spec.asdict()
     for item in spec["paths"].values():
         for operation in item.values():
@@ -66,7 +75,10 @@ def published_spec(service, request_models: Mapping[str, type[BaseModel]], model
         operation = paths[route]["post"]
         operation["requestBody"] = {"required": True, "content": {
             "application/json": {"schema": {"$ref": REF.format(model=model.__name__)}}}}
-        operation["responses"] = {"200": operation["responses"]["200"], **_errors({**_EVERY_ROUTE, **_SUMMARIZE})}
+        own = (route_errors or {}).get(route)  # a route of its own (POST /feedback) is not a summarize route
+        refusals = {422: _LANGUAGE_REFUSED} if refused_languages and own is None else {}
+        statuses = {**_EVERY_ROUTE, **_SUMMARIZE, **refusals, **(own or {})}
+        operation["responses"] = {"200": operation["responses"]["200"], **_errors(statuses)}
     paths["/model"] = {"get": {
         "tags": ["Service APIs"], "operationId": "model",
         "description": "The served model, its generation defaults and context, the routing and each backend's "

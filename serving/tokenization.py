@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 TOKENIZER_FILE = "tokenizer.json"
+_LETTER_RUN = re.compile(r"[^\W\d_]+")
 
 
 class ModelTokenizer:
@@ -47,6 +49,28 @@ class ModelTokenizer:
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         return [encoding.ids for encoding in self._tokenizer.encode_batch(list(texts), add_special_tokens=True)]
+
+    def fragmentation(self, text: str, pieces: int) -> tuple[int, int, int]:
+        """(tokens of ``text`` with the special ones, as ``encode`` counts them; its words that have a letter;
+        those split into ``pieces`` pieces or more). Words are the pre-tokenizer's (BART's byte-level: runs of
+        letters, of digits, of punctuation), so a rare, misspelt or foreign word shows as one word in many
+        pieces."""
+        from collections import Counter
+
+        encoding = self._tokenizer.encode(text, add_special_tokens=True)
+        per_word = Counter(encoding.word_ids)
+        per_word.pop(None, None)
+        lettered = 0
+        fragmented = 0
+        for word, n in per_word.items():
+            if n < pieces:
+                continue
+            start, end = encoding.word_to_chars(word)
+            if any(c.isalpha() for c in text[start:end]):
+                fragmented += 1
+        # The pre-tokenizer's words with a letter: its letter runs ("I'd" is "I" and "'d").
+        lettered = len(_LETTER_RUN.findall(text))
+        return len(encoding.ids), max(lettered, fragmented), fragmented
 
     def decode(self, rows: Sequence[Sequence[int]]) -> list[str]:
         texts = self._tokenizer.decode_batch([list(row) for row in rows], skip_special_tokens=True)

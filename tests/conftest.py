@@ -57,7 +57,9 @@ def serve_env(bentoml_home):
     def make(model: str, **extra: str) -> dict[str, str]:
         # One API worker unless a test asks for more: SUMMARIZER_MAX_PENDING is counted per API worker, and the
         # tests that count 503s need every request in one process (a second worker also costs ~200 MB).
+        # The response cache off unless a test asks for it (tests/cache): the other tests send the same
+        # dialogues again and again to see generation, fallback and failures happen.
         return {"BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "true", "SUMMARIZER_MODEL": model,
                 "SUMMARIZER_ONNX_THREADS": "1", "SUMMARIZER_TORCH_THREADS": "1", "SUMMARIZER_API_WORKERS": "1",
-                **extra}
+                "SUMMARIZER_CACHE": "off", **extra}
     return make

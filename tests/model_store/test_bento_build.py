@@ -31,7 +31,11 @@ def test_bentoml_build_carries_the_model(tiny_model, serve_env, bentoml_home, tm
         assert [m["tag"] for m in service["models"]] == [tiny_model]
     assert services["summarizer_torch"]["config"]["resources"] == {"gpu": 1}
     assert (bento_dir / "src" / "service.py").exists() and (bento_dir / "src" / "serving" / "engines.py").exists()
+    for package in ("serving", "observability", "model_store", "cache"):  # what service.py imports
+        assert (bento_dir / "src" / package / "__init__.py").exists(), f"the Bento lacks {package}/ (bentofile.yaml)"
     assert not (bento_dir / "src" / "tests").exists()
+    for page_file in ("ui/page.py", "ui/static/index.html", "ui/static/app.js", "ui/static/style.css"):
+        assert (bento_dir / "src" / page_file).is_file(), f"the web page's {page_file} is not in the Bento"
 
     archive = tmp_path / "summarizer.bento"
     _bentoml("export", tag, str(archive), env=env)

@@ -9,7 +9,13 @@ from pathlib import Path
 
 from harness import ManagedProcess, bentoml_serve
 from observability.collector import Collector
+from observability.drift import REFERENCE_FILE
 from tests.observability.otel_checks import otel_env
+
+# The tiny model ships no reference distribution: the shipped default model's (the same BART tokenizer) stands
+# in, so the runs export the drift gauge too (from the first dialogue on).
+DRIFT = {"SUMMARIZER_DRIFT_REFERENCE": str(Path(__file__).resolve().parents[2] / "model_store" / "default_model"
+                                           / REFERENCE_FILE), "SUMMARIZER_DRIFT_MIN_DIALOGUES": "1"}
 
 # A backend thread stuck in an injected hang never ends, so a graceful shutdown never does either.
 STOP_GRACE_S = 1.0
@@ -21,7 +27,7 @@ SETTINGS: dict[str, tuple[dict[str, str], str, str]] = {
     # gives up (and is counted as failed) after 1 s of retries, not 5 s.
     "fallback_run": ({"SUMMARIZER_PRIMARY": "torch", "SUMMARIZER_FALLBACK": "onnx",
                       "SUMMARIZER_INJECT_FAULT": "torch:hang", "SUMMARIZER_PRIMARY_TIMEOUT_S": "1",
-                      "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "1", "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT": "1"},
+                      "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "1", "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT": "1", **DRIFT},
                      "grpc", "http/protobuf"),
     # The only backend hangs; one request at a time.
     "outage_run": ({"SUMMARIZER_PRIMARY": "onnx", "SUMMARIZER_FALLBACK": "none",

@@ -34,7 +34,7 @@ ROUTES = [
     ("POST", "/summarize_batch", {"dialogues": [DIALOGUE], "generation": {"max_new_tokens": 2, "num_beams": 1}}),
     ("GET", "/model", None),
     ("GET", "/docs.json", None),
-    ("GET", "/", None),
+    ("GET", "/docs", None),  # BentoML's Swagger page (GET / leads to the web page, whose files are public)
 ]
 PROBES = ["/livez", "/readyz", "/healthz"]
 
@@ -105,6 +105,12 @@ def test_the_answer_names_no_key_and_no_internals(server):
     body = send(server, "GET", "/model", None, key="wrong-key-0123456789abcdef").json()
     assert body["message"] == "the API key is not valid"
     assert "wrong-key" not in str(body)
+
+
+@pytest.mark.parametrize("path", ["/", "/ui", "/ui/", "/ui/app.js"])
+def test_the_web_page_loads_without_a_key(server, path):
+    assert httpx.get(server.url + path, timeout=10).status_code in (200, 307)
+    assert httpx.get(server.url + path, timeout=10, follow_redirects=True).status_code == 200
 
 
 @pytest.mark.parametrize("path", PROBES)

@@ -74,7 +74,7 @@ def test_the_token_bucket_says_when_a_token_is_back():
     assert limiter.retry_after_s("a") == 0
 
 
-async def call(app, path: str, headers: list[tuple[bytes, bytes]]) -> tuple[int, dict, dict]:
+async def call(app, path: str, headers: list[tuple[bytes, bytes]], method: str = "GET") -> tuple[int, dict, dict]:
     sent = []
 
     async def receive():
@@ -83,7 +83,7 @@ async def call(app, path: str, headers: list[tuple[bytes, bytes]]) -> tuple[int,
     async def send(message):
         sent.append(message)
 
-    await app({"type": "http", "path": path, "method": "GET", "headers": headers}, receive, send)
+    await app({"type": "http", "path": path, "method": method, "headers": headers}, receive, send)
     start = next(m for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, json.loads(body or b"{}")
@@ -117,6 +117,20 @@ async def test_the_middleware_answers_401_429_and_lets_probes_and_metrics_throug
     assert closed == [{"type": "websocket.close", "code": 1008}]
     protected = ApiKeyAuth(ok_app, KeySource([KEY]), protect_metrics=True)
     assert (await call(protected, "/metrics", []))[0] == 401
+
+
+async def test_the_web_page_loads_without_a_key_and_nothing_else_does():
+    app = ApiKeyAuth(ok_app, KeySource([KEY]), page_paths={"/", "/ui"}, page_prefix="/ui/")
+    for path in ("/", "/ui", "/ui/", "/ui/app.js", "/ui/style.css"):
+        assert (await call(app, path, []))[0] == 200, path
+        assert (await call(app, path, [], method="HEAD"))[0] == 200, path
+    # Only reading the page's files: another method, another path, or a dot-segment (the server hands the path
+    # percent-decoded, so "/ui/%2e%2e/model" arrives as "/ui/../model") needs the key.
+    for method, path in [("POST", "/ui/"), ("PUT", "/ui/app.js"), ("POST", "/"), ("DELETE", "/ui"), ("GET", "/uix"),
+                         ("GET", "/docs"), ("GET", "/docs.json"), ("GET", "/model"), ("GET", "/ui/../model")]:
+        assert (await call(app, path, [], method=method))[0] == 401, (method, path)
+    # Without page paths (the default) the page is no exception.
+    assert (await call(ApiKeyAuth(ok_app, KeySource([KEY])), "/ui/", []))[0] == 401
 
 
 def test_configuration_errors_never_print_a_key(tmp_path):

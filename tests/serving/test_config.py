@@ -95,12 +95,32 @@ def test_every_field_has_the_variable_the_readme_documents():
         "SUMMARIZER_MAX_BODY_BYTES", "SUMMARIZER_BODY_TIMEOUT_S",
         "SUMMARIZER_ONNX_THREADS", "SUMMARIZER_TORCH_THREADS", "SUMMARIZER_INJECT_FAULT",
         "SUMMARIZER_API_KEYS", "SUMMARIZER_API_KEYS_FILE", "SUMMARIZER_METRICS_REQUIRE_KEY",
-        "SUMMARIZER_RATE_LIMIT_PER_MINUTE", "SUMMARIZER_LONG_DIALOGUES", "SUMMARIZER_LONG_WINDOW_TOKENS",
-        "SUMMARIZER_LONG_SUMMARY_TOKENS", "SUMMARIZER_LONG_MAX_ROUNDS"}
+        "SUMMARIZER_LONG_DIALOGUES", "SUMMARIZER_LONG_WINDOW_TOKENS",
+        "SUMMARIZER_LONG_SUMMARY_TOKENS", "SUMMARIZER_LONG_MAX_ROUNDS",
+        "SUMMARIZER_RATE_LIMIT_PER_MINUTE", "SUMMARIZER_CACHE", "SUMMARIZER_CACHE_URL", "SUMMARIZER_CACHE_MAX_ENTRIES",
+        "SUMMARIZER_CACHE_MAX_BYTES", "SUMMARIZER_CACHE_TTL_S", "SUMMARIZER_CACHE_TIMEOUT_S", "SUMMARIZER_CACHE_BACKOFF_S",
+        "SUMMARIZER_CACHE_MAX_VALUE_BYTES",
+        "SUMMARIZER_FEEDBACK_URL", "SUMMARIZER_FEEDBACK_PATH",
+        "SUMMARIZER_FEEDBACK_RETAIN_TEXT", "SUMMARIZER_FEEDBACK_RETENTION_DAYS",
+        "SUMMARIZER_LANGUAGES", "SUMMARIZER_OTHER_LANGUAGES",
+        "SUMMARIZER_LANGUAGE_MIN_CONFIDENCE", "SUMMARIZER_LANGUAGE_MIN_LETTERS", "SUMMARIZER_DRIFT_REFERENCE",
+        "SUMMARIZER_DRIFT_WINDOW", "SUMMARIZER_DRIFT_MIN_DIALOGUES"}
+
+
+def test_language_settings(environment):
+    config = environment(SUMMARIZER_LANGUAGES=" en, DE ", SUMMARIZER_OTHER_LANGUAGES="Refuse")
+    assert (config.languages, config.other_languages) == (("en", "de"), "refuse")
+    defaults = ServingConfig.load({})
+    assert (defaults.languages, defaults.other_languages, defaults.drift_reference) == (("en",), "warn", None)
 
 
 # (variable, bad value, what the message must say is allowed)
 INVALID = [
+    ("SUMMARIZER_LANGUAGES", "english", "ISO 639-1 language codes"),
+    ("SUMMARIZER_LANGUAGES", ",", "ISO 639-1 language codes"),
+    ("SUMMARIZER_OTHER_LANGUAGES", "drop", "'warn', 'refuse' or 'ignore'"),
+    ("SUMMARIZER_LANGUAGE_MIN_CONFIDENCE", "0.2", "greater than or equal to 0.5"),
+    ("SUMMARIZER_DRIFT_WINDOW", "5", "greater than or equal to 10"),
     ("SUMMARIZER_PRIMARY", "gpu", "'auto', 'torch' or 'onnx'"),
     ("SUMMARIZER_FALLBACK", "cpu", "'auto', 'none', 'torch' or 'onnx'"),
     ("SUMMARIZER_PRIMARY_TIMEOUT_S", "0", "greater than or equal to 0.1"),
@@ -116,7 +136,15 @@ INVALID = [
     ("SUMMARIZER_TORCH_THREADS", "many", "valid integer"),
     ("SUMMARIZER_INJECT_FAULT", "torch:boom", "must be BACKEND:error or BACKEND:hang with BACKEND one of torch, onnx"),
     ("SUMMARIZER_INJECT_FAULT", "gpu:error", "e.g. 'torch:error'"),
+    ("SUMMARIZER_FEEDBACK_RETAIN_TEXT", "sometimes", "valid boolean"),
+    ("SUMMARIZER_FEEDBACK_RETENTION_DAYS", "-1", "greater than or equal to 0"),
 ]
+
+
+def test_a_feedback_url_that_is_not_postgresql_is_refused_without_printing_it(environment):
+    message = config_error(environment, SUMMARIZER_FEEDBACK_URL="mysql://admin:s3cret@db/feedback")
+    assert "SUMMARIZER_FEEDBACK_URL=<hidden>" in message and "postgresql://USER:PASSWORD@HOST" in message
+    assert "s3cret" not in message
 
 
 @pytest.mark.parametrize("variable,value,allowed", INVALID, ids=[f"{v}={x}" for v, x, _ in INVALID])
@@ -192,3 +220,20 @@ def test_two_api_workers_by_default_each_counting_its_own_admission_limit():
     assert (config.api_workers, config.pod_admission_limit) == (3, 15)
     with pytest.raises(ConfigError, match="SUMMARIZER_API_WORKERS='0': Input should be greater than or equal to 1"):
         ServingConfig.load({"SUMMARIZER_API_WORKERS": "0"})
+
+
+def test_the_response_cache_is_on_in_memory_by_default_and_switched_off_by_name(environment):
+    config = environment()
+    assert config.cache and config.cache_url is None
+    assert (config.cache_max_entries, config.cache_max_bytes, config.cache_ttl_s) == (10_000, 32 << 20, 86_400)
+    for off in ("off", "false", "0"):
+        assert environment(SUMMARIZER_CACHE=off).cache is False
+    url = "rediss://:pa55word@cache.internal:6380/2"
+    assert environment(SUMMARIZER_CACHE_URL=url).cache_url.get_secret_value() == url
+
+
+def test_a_cache_url_that_is_not_redis_is_refused_without_printing_it(environment):
+    message = config_error(environment, SUMMARIZER_CACHE_URL="http://user:pa55word@cache.internal:6379")
+    assert "SUMMARIZER_CACHE_URL=<hidden>: must be a Redis URL" in message and "pa55word" not in message
+    assert "SUMMARIZER_CACHE_TIMEOUT_S='0'" in config_error(environment, SUMMARIZER_CACHE_TIMEOUT_S="0")
+    assert "SUMMARIZER_CACHE='maybe'" in config_error(environment, SUMMARIZER_CACHE="maybe")

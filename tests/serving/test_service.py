@@ -229,3 +229,17 @@ def _batch_histogram(url: str) -> dict:
     """BentoML's adaptive batch size histogram of the ONNX backend's generate(), from /metrics."""
     return batch_histogram(httpx.get(url + "/metrics", timeout=10).text).get("summarizer_onnx", {
         "buckets": {}, "sum": 0.0, "count": 0.0})
+
+
+def test_get_root_leads_to_the_web_page_and_swagger_moved_to_docs(server):
+    root = httpx.get(server.url + "/", timeout=30)
+    assert (root.status_code, root.headers["location"]) == (307, "/ui/")
+    page = httpx.get(server.url + "/", timeout=30, follow_redirects=True)
+    assert page.url.path == "/ui/" and "<title>Dialogue summarizer</title>" in page.text
+    swagger = httpx.get(server.url + "/docs", timeout=30)
+    assert swagger.status_code == 200 and 'id="swagger-ui"' in swagger.text
+    assert httpx.get(server.url + "/static_content/swagger-initializer.js", timeout=30).status_code == 200
+    # BentoML's routes and ours are untouched by the page's mount.
+    assert httpx.get(server.url + "/model", timeout=30).json()["context_tokens"] == 1024
+    assert httpx.get(server.url + "/docs.json", timeout=30).json()["paths"]["/summarize"]
+

@@ -1,0 +1,69 @@
+"""RecordAnswers in serving/flow.py's Flow, on a real SQLite store: every answered item recorded under the
+request_id its Summary carries; a store that cannot be written never fails the request; answers past the
+retention are pruned in the background."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+
+from feedback.recording import RecordAnswers
+from feedback.store import SQLiteStore
+from serving.flow import Call, Flow
+from serving.protocol import GenerationSettings, Summary
+
+SETTINGS = GenerationSettings(num_beams=2, max_new_tokens=32, min_new_tokens=0, length_penalty=1.0,
+                              no_repeat_ngram_size=3)
+
+
+async def generate(items, call):
+    for item in items:
+        item.summary = Summary(summary=f"summary of {item.dialogue}", model="m:1", backend="onnx-cpu",
+                               input_tokens=len(item.dialogue), output_tokens=4, truncated=False)
+
+
+def run(flow: Flow, dialogues: list[str]) -> list[Summary]:
+    return asyncio.run(flow.run(dialogues, Call("m:1", SETTINGS, "/summarize_batch")))
+
+
+def test_every_answer_is_recorded_under_its_request_id(tmp_path):
+    store = SQLiteStore(tmp_path / "f.sqlite3")
+    summaries = run(Flow(generate, [RecordAnswers(store, retain_text=True)]), ["A: hi", "B: bye"])
+    for dialogue, summary in zip(["A: hi", "B: bye"], summaries):
+        kept = store.answer(summary.request_id)
+        assert (kept.dialogue, kept.summary, kept.route, kept.input_tokens) == (
+            dialogue, summary.summary, "/summarize_batch", len(dialogue))
+        assert kept.dialogue_sha256 == hashlib.sha256(dialogue.encode()).hexdigest()
+        assert json.loads(kept.settings) == SETTINGS.model_dump()
+    store.close()
+
+
+def test_a_store_that_cannot_be_written_never_fails_the_request(tmp_path, caplog):
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the store's directory should be")
+    step = RecordAnswers(SQLiteStore(blocked / "f.sqlite3"))
+    with caplog.at_level(logging.ERROR):
+        summaries = run(Flow(generate, [step]), ["A: hi"])
+    assert summaries[0].summary == "summary of A: hi" and summaries[0].request_id
+    assert "RecordAnswers.after failed" in caplog.text
+
+
+def test_answers_past_the_retention_are_pruned(tmp_path):
+    store = SQLiteStore(tmp_path / "f.sqlite3")
+    now = time.time()
+    old_step = RecordAnswers(store, clock=lambda: now - 91 * 86_400)
+    [old] = run(Flow(generate, [old_step]), ["A: long ago"])
+    step = RecordAnswers(store, retention_days=90, clock=lambda: now)
+
+    async def answer_then_prune():
+        flow = Flow(generate, [step])
+        summaries = await flow.run(["A: today"], Call("m:1", SETTINGS, "/summarize"))
+        await step._pruning  # started in the background by that answer
+        return summaries
+
+    [new] = asyncio.run(answer_then_prune())
+    assert store.answer(old.request_id) is None and store.answer(new.request_id) is not None
+    store.close()
