@@ -242,3 +242,14 @@ def test_a_tokenizer_that_merges_across_joins_still_gets_windows_that_fit():
     windows = WindowSplitter(count, 30).split(dialogue)
     assert len(windows) > 5 and all(count([w.text])[0] <= 30 for w in windows)
     assert [line for w in windows for line in w.text.split("\n")] == dialogue.split("\n")
+
+
+def test_the_long_dialogue_settings_are_part_of_every_cache_key():
+    from cache.keys import answer_context, cache_key
+    from serving.config import ServingConfig
+
+    def key(**environ):
+        return cache_key("m", SETTINGS, turns(30), answer_context(ServingConfig.load(environ)))
+
+    assert len({key(), key(SUMMARIZER_LONG_WINDOW_TOKENS="300"), key(SUMMARIZER_LONG_DIALOGUES="false"),
+                key(SUMMARIZER_LONG_SUMMARY_TOKENS="64"), key(SUMMARIZER_LONG_MAX_ROUNDS="1")}) == 5
