@@ -114,6 +114,11 @@ class ServingConfig(BaseSettings):
     # A joined summary longer than this is summarized again, in windows (at most LONG_MAX_ROUNDS rounds in all).
     long_summary_tokens: Annotated[int, Field(ge=16, le=100_000)] = 1024
     long_max_rounds: Annotated[int, Field(ge=1, le=10)] = 3
+    # A directory with one file per setting, named like its variable (SUMMARIZER_FEEDBACK_URL, ...): a mounted
+    # Kubernetes Secret (deploy/components/shared-state). pydantic-settings' secrets_dir; a variable in the
+    # environment wins over a file. Files keep secrets out of the environment, which every child process
+    # inherits and crash reports and `env` print.
+    secrets_dir: Optional[Path] = None
     # Response cache (cache/): the same (model, generation settings, dialogue) answered from the cache.
     # In each API worker's memory by default; in Redis, shared by every worker and replica, when a URL is set.
     cache: bool = True  # SUMMARIZER_CACHE=off switches it off (on/off, true/false, 1/0)
@@ -232,7 +237,7 @@ class ServingConfig(BaseSettings):
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
                                    file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
-        return init_settings, _EnvironSource(settings_cls)
+        return init_settings, _EnvironSource(settings_cls), file_secret_settings
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> ServingConfig:
@@ -242,7 +247,7 @@ class ServingConfig(BaseSettings):
         """
         token = _ENVIRON.set(environ)
         try:
-            return cls()
+            return cls(_secrets_dir=_secrets_dir(os.environ if environ is None else environ))
         except ValidationError as exc:
             raise ConfigError(_explain(exc, environ)) from None
         finally:
@@ -290,6 +295,17 @@ class ServingConfig(BaseSettings):
 SECRET_VARIABLES = frozenset({ENV_PREFIX + "API_KEYS", ENV_PREFIX + "CACHE_URL", ENV_PREFIX + "FEEDBACK_URL"})
 
 
+def _secrets_dir(environ: Mapping[str, str]) -> Path | None:
+    """SUMMARIZER_SECRETS_DIR, read before the other settings since they are read from it."""
+    raw = next((v for k, v in environ.items() if k.upper() == ENV_PREFIX + "SECRETS_DIR" and v), None)
+    if raw is None:
+        return None
+    if not Path(raw).is_dir():
+        raise ConfigError(f"invalid serving configuration:\n  {ENV_PREFIX}SECRETS_DIR={raw!r}: must be a directory "
+                          "with one file per setting, named like its variable (a mounted Kubernetes Secret)")
+    return Path(raw)
+
+
 def env_name(field: str) -> str:
     """The environment variable of a ServingConfig field."""
     alias = ServingConfig.model_fields[field].validation_alias
@@ -298,6 +314,7 @@ def env_name(field: str) -> str:
 
 def _explain(exc: ValidationError, environ: Mapping[str, str] | None) -> str:
     environ = os.environ if environ is None else environ
+    secrets = _secrets_dir(environ)
     by_alias = {env_name(name).upper(): name for name in ServingConfig.model_fields}
     lines = []
     for error in exc.errors(include_url=False):
@@ -308,6 +325,8 @@ def _explain(exc: ValidationError, environ: Mapping[str, str] | None) -> str:
         if not error["loc"]:  # a rule across settings: its message names them
             lines.append(message)
             continue
-        shown = "<hidden>" if variable in SECRET_VARIABLES else repr(environ.get(variable, ""))
+        from_file = variable not in environ and secrets is not None and (secrets / variable).is_file()
+        shown = "<hidden>" if variable in SECRET_VARIABLES else \
+            f"<file {secrets / variable}>" if from_file else repr(environ.get(variable, ""))
         lines.append(f"{variable}={shown}: {message}")
     return "invalid serving configuration:\n  " + "\n  ".join(lines)

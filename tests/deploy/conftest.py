@@ -9,9 +9,10 @@ import pytest
 import yaml
 
 from tests.deploy.manifests import DEPLOY, OVERLAYS, Rendered, kustomize
+from tests.feedback.conftest import postgres  # noqa: F401 - a real PostgreSQL for the shared-state pod
 
 
-COMPONENTS = ("bart-large-cnn", "api-keys")
+COMPONENTS = ("bart-large-cnn", "api-keys", "shared-state")
 
 
 @pytest.fixture(scope="session")

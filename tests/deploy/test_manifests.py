@@ -6,16 +6,20 @@ autoscaler on requests in flight per pod."""
 from __future__ import annotations
 
 import copy
+import hashlib
 import tempfile
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
 import yaml
 from kubernetes_validate.utils import SchemaNotFoundError, ValidationError
 
+from feedback.store import AnswerRecord, SQLiteStore, settings_json
 from serving.config import ServingConfig
+from serving.protocol import GenerationSettings
 from tests.deploy import crd_schemas
 from tests.deploy.checkov_runner import NO_REASON, run_checkov
 from tests.deploy.manifests import Rendered
@@ -25,6 +29,7 @@ KUBERNETES_VERSION = "1.37.0"  # the newest kubernetes-validate 1.37 knows
 IN_FLIGHT_METRIC = "bentoml_service_request_in_progress"
 PUBLIC_SERVICE = "dialogue_summarizer"  # BentoML's runner_name label of the public service (service.py)
 BART_LARGE_READY_S = 28  # issue 12: bart-large-cnn ready 28 s after start on 2 cores
+REPLICA_SUMMARIES_PER_S = 28.7  # a CPU replica's capacity (python -m bench.capacity, README's capacity table)
 
 
 def built_in(objects) -> list[dict]:
@@ -52,20 +57,46 @@ def gibibytes(quantity: str) -> float:
     return float(quantity[:-2]) * units[quantity[-2:]]
 
 
-def serving_config(m: Rendered) -> ServingConfig:
-    """The service's settings from the ConfigMap; a file on a Secret volume (the API keys) is stood in for by a
-    local one with a generated key, at the path the Secret's items give it."""
+# What the Secrets a user creates hold, as the components' comments tell them (stand-ins: no real password).
+SHARED_STATE_SECRET = "dialogue-summarizer-shared-state"
+STAND_IN_SECRETS = {SHARED_STATE_SECRET: {
+    "SUMMARIZER_FEEDBACK_URL": "postgresql://summarizer:stand-in@postgres.databases:5432/summarizer",
+    "SUMMARIZER_CACHE_URL": "redis://:stand-in@redis.databases:6379/0"}}
+
+
+def secret_sources(volume: dict) -> list[dict]:
+    """The Secrets a volume shows, a secret volume's or a projected volume's ({name, items, optional})."""
+    if "secret" in volume:
+        secret = volume["secret"]
+        return [{"name": secret["secretName"], "items": secret["items"], "optional": secret.get("optional", False)}]
+    return [source["secret"] | {"optional": source["secret"].get("optional", False)}
+            for source in volume.get("projected", {}).get("sources", []) if "secret" in source]
+
+
+def serving_config(m: Rendered, secrets: dict[str, dict[str, str]] = STAND_IN_SECRETS) -> ServingConfig:
+    """The service's settings from the ConfigMap; files on Secret volumes are stood in for by local ones, with
+    what ``secrets`` holds or else a generated key (the API keys), at the paths the Secret's items give them.
+    A key that ``secrets`` lacks is left out where the volume marks it optional, as the kubelet does."""
     config = dict(m.config())
     volumes = {v["name"]: v for v in pod_spec(m)["volumes"]}
     for mount in m.container()["volumeMounts"]:
-        secret = volumes[mount["name"]].get("secret")
-        if secret is None:
+        sources = secret_sources(volumes[mount["name"]])
+        if not sources:
             continue
         local = Path(tempfile.mkdtemp(prefix="secret-"))
-        for item in secret["items"]:
-            (local / item["path"]).write_text(f"# {item['key']} of {secret['secretName']}\n{uuid.uuid4().hex}\n")
+        for source in sources:
+            data = secrets.get(source["name"])
+            for item in source["items"]:
+                if data is None:
+                    value = f"# {item['key']} of {source['name']}\n{uuid.uuid4().hex}\n"
+                elif item["key"] in data:
+                    value = data[item["key"]]
+                else:
+                    assert source["optional"], f"the pod would not start without {item['key']} in {source['name']}"
+                    continue
+                (local / item["path"]).write_text(value)
         for name, value in config.items():
-            if value.startswith(mount["mountPath"] + "/"):
+            if value == mount["mountPath"] or value.startswith(mount["mountPath"] + "/"):
                 config[name] = str(local) + value[len(mount["mountPath"]):]
     return ServingConfig.load(config)
 
@@ -188,7 +219,7 @@ def test_every_writable_path_is_a_bounded_volume(manifests):
     mounts = {m["mountPath"]: m["name"] for m in manifests.container()["volumeMounts"] if not m.get("readOnly")}
     assert all("sizeLimit" in volumes[name]["emptyDir"] for name in mounts.values())
     env = {e["name"]: e.get("value") for e in manifests.container()["env"]} | manifests.config()
-    writable = ["/tmp", env["BENTOML_HOME"], env["XDG_CACHE_HOME"]]
+    writable = ["/tmp", env["BENTOML_HOME"], env["XDG_CACHE_HOME"], env["SUMMARIZER_FEEDBACK_PATH"]]
     for path in writable:
         assert any(path == m or path.startswith(m + "/") for m in mounts), f"{path} is not on a volume"
 
@@ -253,6 +284,79 @@ def test_api_keys_component_mounts_the_secret_the_service_reads(rendered):
     # Everything else is the cpu overlay's: Prometheus still scrapes /metrics without a key.
     assert "SUMMARIZER_METRICS_REQUIRE_KEY" not in config
     assert {k: v for k, v in config.items() if k != "SUMMARIZER_API_KEYS_FILE"} == without.config()
+
+
+def answer_bytes(directory: Path, answers: int = 5_000) -> float:
+    """Bytes the SQLite feedback store's file takes per answer recorded without its text (438 for 100,000)."""
+    store = SQLiteStore(directory / "feedback.sqlite3")
+    settings = settings_json(GenerationSettings(num_beams=4, max_new_tokens=128, min_new_tokens=8,
+                                                length_penalty=1.0, no_repeat_ngram_size=3))
+    digest = hashlib.sha256(b"dialogue").hexdigest()
+    for _ in range(0, answers, 1000):
+        store.record([AnswerRecord(uuid.uuid4().hex, 1.8e9, "dialogue-bart-small:q7bfkwq2ygq4rp5b", "/summarize_batch",
+                                   settings, "onnx", digest, digest, 512, 142, True, False) for _ in range(1000)])
+    store.close()  # checkpoints the WAL into the file
+    return sum(f.stat().st_size for f in directory.iterdir()) / answers
+
+
+def test_feedback_without_shared_state_stays_in_the_pod_on_a_volume_it_cannot_outgrow(rendered, tmp_path):
+    m = rendered["cpu"]
+    config = serving_config(m)
+    assert config.feedback_url is None and config.cache_url is None  # no database needed to apply the base
+    # The SQLite file on a volume of its own: it cannot fill BENTOML_HOME's (the /metrics counters).
+    [mount] = [mt for mt in m.container()["volumeMounts"] if str(config.feedback_path.parent) == mt["mountPath"]]
+    [volume] = [v for v in pod_spec(m)["volumes"] if v["name"] == mount["name"]]
+    env = {e["name"]: e.get("value") for e in m.container()["env"]}
+    assert not str(config.feedback_path).startswith(env["BENTOML_HOME"] + "/")
+    # A volume past its sizeLimit gets the pod evicted: the retention keeps the file well below it even at a
+    # replica's full capacity (29 summaries/s, README's capacity table), pruned about hourly.
+    limit = gibibytes(volume["emptyDir"]["sizeLimit"]) * 2**30
+    assert config.feedback_retention_days >= 1 and not config.feedback_retain_text
+    kept_s = config.feedback_retention_days * 86_400 + 3600
+    # x 1.5: pages freed by pruning are reused, not always filled; 64 MiB for the WAL between checkpoints.
+    assert kept_s * REPLICA_SUMMARIES_PER_S * answer_bytes(tmp_path) * 1.5 + 64 * 2**20 <= limit
+
+
+def test_shared_state_component_gives_the_service_the_urls_from_the_secret(rendered):
+    shared, without = rendered["cpu+shared-state"], rendered["cpu"]
+    urls = STAND_IN_SECRETS[SHARED_STATE_SECRET]
+    config = serving_config(shared)
+    assert config.feedback_url.get_secret_value() == urls["SUMMARIZER_FEEDBACK_URL"]
+    assert config.cache_url.get_secret_value() == urls["SUMMARIZER_CACHE_URL"]
+    assert config.feedback_retention_days >= 30  # a database keeps answers for their fine-tuning export
+    # Redis is optional: without it in the Secret each API worker caches in its memory.
+    feedback_only = serving_config(shared, {SHARED_STATE_SECRET: {"SUMMARIZER_FEEDBACK_URL": urls["SUMMARIZER_FEEDBACK_URL"]}})
+    assert feedback_only.cache_url is None and feedback_only.feedback_url is not None
+    # PostgreSQL is not: a pod without it would record into its own file, unseen by the others.
+    with pytest.raises(AssertionError, match="would not start without SUMMARIZER_FEEDBACK_URL"):
+        serving_config(shared, {SHARED_STATE_SECRET: {"SUMMARIZER_CACHE_URL": urls["SUMMARIZER_CACHE_URL"]}})
+    # Files on a directory mount of the Secret, readable by the service's group only; no Secret in the repository,
+    # no secret in the environment.
+    [mount] = [mt for mt in shared.container()["volumeMounts"] if mt["name"] == "shared-state"]
+    [volume] = [v for v in pod_spec(shared)["volumes"] if v["name"] == "shared-state"]
+    assert mount["readOnly"] is True and "subPath" not in mount
+    assert volume["projected"]["defaultMode"] == 0o440
+    assert shared.config()["SUMMARIZER_SECRETS_DIR"] == mount["mountPath"]
+    assert "Secret" not in shared.kinds()
+    assert not any("secretKeyRef" in str(e) for e in shared.container().get("env", []))
+    changed = {k for k in shared.config().keys() | without.config().keys()
+               if shared.config().get(k) != without.config().get(k)}
+    assert changed == {"SUMMARIZER_SECRETS_DIR", "SUMMARIZER_FEEDBACK_RETENTION_DAYS"}
+
+
+def egress_tcp_ports(m: Rendered) -> set[int]:
+    return {p["port"] for rule in m.one("NetworkPolicy")["spec"]["egress"] for p in rule["ports"]
+            if p.get("protocol", "TCP") == "TCP"}
+
+
+def test_network_policy_lets_pods_reach_the_shared_state_only_with_the_component(rendered):
+    ports = {urlsplit(url).port for url in STAND_IN_SECRETS[SHARED_STATE_SECRET].values()}
+    assert ports == {5432, 6379}  # the servers' default ports, which the component's comment says to change
+    assert ports <= egress_tcp_ports(rendered["cpu+shared-state"])
+    assert not ports & egress_tcp_ports(rendered["cpu"])
+    # Added to the base's rules, not in place of them: DNS and the collector are still reachable.
+    assert rendered["cpu"].one("NetworkPolicy")["spec"]["egress"] == \
+        rendered["cpu+shared-state"].one("NetworkPolicy")["spec"]["egress"][:-1]
 
 
 def test_autoscaler_scales_the_deployment_on_requests_in_flight_per_pod(manifests):

@@ -1,7 +1,8 @@
 """The cpu overlay's pod, as far as it can be run without a cluster: a real ``bentoml serve`` with the
 environment the Deployment and its ConfigMap give the container, and the pod's volumes as directories.
 
-- Read-only root filesystem: the service writes only where the pod has a volume (/tmp, BENTOML_HOME),
+- Read-only root filesystem: the service writes only where the pod has a volume (/tmp, BENTOML_HOME, the
+  feedback store's),
   never into HOME, which is part of the image.
 - The autoscaler's query, evaluated by Prometheus' own engine (promtool) on what the service's /metrics
   showed while it held requests, with the labels the PodMonitor's scrape adds, counts those requests:
@@ -76,9 +77,10 @@ def pod(rendered, tiny_model, bentoml_home, tmp_path_factory):
     """The cpu overlay's container, serving the tiny BART with its ONNX backend hung (requests stay in flight)."""
     m = rendered["cpu"]
     root = tmp_path_factory.mktemp("pod")
-    volumes = {"tmp": root / "tmp", "bentoml-home": bentoml_home}  # the test store already holds the model
+    volumes = {"tmp": root / "tmp", "bentoml-home": bentoml_home,  # the test store already holds the model
+               "feedback": root / "feedback"}
     home = root / "home"  # part of the image: read-only in the pod
-    for directory in (volumes["tmp"], home):
+    for directory in (volumes["tmp"], volumes["feedback"], home):
         directory.mkdir()
     env = container_environment(m, volumes)
     env = {name: value for name, value in env.items() if not name.startswith("OTEL_EXPORTER_")}  # no collector here

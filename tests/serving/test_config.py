@@ -96,7 +96,7 @@ def test_every_field_has_the_variable_the_readme_documents():
         "SUMMARIZER_ONNX_THREADS", "SUMMARIZER_TORCH_THREADS", "SUMMARIZER_INJECT_FAULT",
         "SUMMARIZER_API_KEYS", "SUMMARIZER_API_KEYS_FILE", "SUMMARIZER_METRICS_REQUIRE_KEY",
         "SUMMARIZER_LONG_DIALOGUES", "SUMMARIZER_LONG_WINDOW_TOKENS",
-        "SUMMARIZER_LONG_SUMMARY_TOKENS", "SUMMARIZER_LONG_MAX_ROUNDS",
+        "SUMMARIZER_LONG_SUMMARY_TOKENS", "SUMMARIZER_LONG_MAX_ROUNDS", "SUMMARIZER_SECRETS_DIR",
         "SUMMARIZER_RATE_LIMIT_PER_MINUTE", "SUMMARIZER_CACHE", "SUMMARIZER_CACHE_URL", "SUMMARIZER_CACHE_MAX_ENTRIES",
         "SUMMARIZER_CACHE_MAX_BYTES", "SUMMARIZER_CACHE_TTL_S", "SUMMARIZER_CACHE_TIMEOUT_S", "SUMMARIZER_CACHE_BACKOFF_S",
         "SUMMARIZER_CACHE_MAX_VALUE_BYTES",
@@ -237,3 +237,34 @@ def test_a_cache_url_that_is_not_redis_is_refused_without_printing_it(environmen
     assert "SUMMARIZER_CACHE_URL=<hidden>: must be a Redis URL" in message and "pa55word" not in message
     assert "SUMMARIZER_CACHE_TIMEOUT_S='0'" in config_error(environment, SUMMARIZER_CACHE_TIMEOUT_S="0")
     assert "SUMMARIZER_CACHE='maybe'" in config_error(environment, SUMMARIZER_CACHE="maybe")
+
+
+def test_settings_are_read_from_files_in_the_secrets_directory(environment, tmp_path):
+    """A mounted Kubernetes Secret: one file per setting, named like its variable (a trailing newline is
+    dropped); a variable in the environment wins over a file."""
+    # As the kubelet mounts a Secret: the files in a timestamped directory, reached through ..data symlinks.
+    version = tmp_path / "..2026_12_02_17_00_00.123456"
+    version.mkdir()
+    (version / "SUMMARIZER_FEEDBACK_URL").write_text("postgresql://summarizer:s3cret@postgres:5432/feedback\n")
+    (version / "SUMMARIZER_CACHE_URL").write_text("redis://:s3cret@redis:6379/0")
+    (tmp_path / "..data").symlink_to(version.name)
+    for name in ("SUMMARIZER_FEEDBACK_URL", "SUMMARIZER_CACHE_URL"):
+        (tmp_path / name).symlink_to(f"..data/{name}")
+    config = environment(SUMMARIZER_SECRETS_DIR=str(tmp_path), SUMMARIZER_CACHE_URL="redis://other:6379/1")
+    assert config.feedback_url.get_secret_value() == "postgresql://summarizer:s3cret@postgres:5432/feedback"
+    assert config.cache_url.get_secret_value() == "redis://other:6379/1"
+    assert ServingConfig.load({"SUMMARIZER_SECRETS_DIR": str(tmp_path)}).cache_url.get_secret_value() == \
+        "redis://:s3cret@redis:6379/0"
+
+
+def test_an_invalid_setting_in_the_secrets_directory_names_its_file_never_a_secret(environment, tmp_path):
+    (tmp_path / "SUMMARIZER_FEEDBACK_URL").write_text("mysql://admin:s3cret@db/feedback")
+    (tmp_path / "SUMMARIZER_MAX_PENDING").write_text("0")
+    message = config_error(environment, SUMMARIZER_SECRETS_DIR=str(tmp_path))
+    assert "SUMMARIZER_FEEDBACK_URL=<hidden>" in message and "s3cret" not in message
+    assert f"SUMMARIZER_MAX_PENDING=<file {tmp_path / 'SUMMARIZER_MAX_PENDING'}>" in message
+
+
+def test_a_secrets_directory_that_is_not_one_is_refused(environment, tmp_path):
+    message = config_error(environment, SUMMARIZER_SECRETS_DIR=str(tmp_path / "missing"))
+    assert "SUMMARIZER_SECRETS_DIR=" in message and "must be a directory" in message
