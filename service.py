@@ -35,10 +35,11 @@ from serving.config import ServingConfig
 from serving.devices import cuda_available
 from serving.engines import HF_SUBDIR, context_length, default_settings
 from serving.errors import ErrorBodies, ErrorCode, error_response
-from serving.flow import Call, Direct, Flow, Refusal
+from serving.flow import Call, Flow, Refusal
 from serving.gc_freeze import freeze_startup_objects
 from serving.health import BackendHealth
 from serving.inspection import InputInspection
+from serving.long_dialogue import LongDialogues
 from serving.openapi import published_spec
 from serving.protocol import (BackendName, BackendStatus, GenerationJob, GenerationOptions, GenerationOutcome,
                               ModelInfo, Summary, SummaryBatch, request_models)
@@ -139,7 +140,7 @@ class DialogueSummarizer:
         self.drift = drift.start_monitor(CONFIG.drift_reference or Path(stored.path_of(HF_SUBDIR)) / drift.REFERENCE_FILE,
                                          CONFIG.drift_window, CONFIG.drift_min_dialogues)
         self.feedback_store = open_store(CONFIG)
-        self.flow = Flow(Direct(self.router), steps=[
+        self.flow = Flow(LongDialogues(self.router, self.tokenizer, CONFIG.long_dialogue, self.context_tokens), steps=[
             InputInspection.configured(CONFIG, self.tokenizer, self.context_tokens, observe=self.drift.observe),
             response_cache.from_config(CONFIG, stored),
             RecordAnswers(self.feedback_store, CONFIG.feedback_retain_text, CONFIG.feedback_retention_days)])

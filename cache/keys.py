@@ -3,9 +3,9 @@ changes the answer).
 
 The model is named by its identity, not by its tag alone: the tag plus the sha256 of every file recorded at
 import (model_store/store.py), so a model re-imported under the same tag with new weights never answers from
-the entries of the old one. ``ANSWER_SETTINGS`` lists the service settings that change an answer (none
-today: the backends agree, and a dialogue's limits refuse rather than change); a setting that changes how a
-dialogue is summarized (e.g. long-dialogue windows) is added there, and every key changes with it.
+the entries of the old one. ``ANSWER_SETTINGS`` lists the service settings that change an answer: the long-dialogue
+windows (SUMMARIZER_LONG_*); not the backends (they agree) nor a dialogue's limits (they refuse rather than
+change). Every key changes with them.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from serving.protocol import GenerationSettings
 FORMAT = 1
 KEY_PREFIX = f"summarizer:cache:v{FORMAT}:"
 # ServingConfig fields whose value changes the summary of a dialogue: part of every key.
-ANSWER_SETTINGS: tuple[str, ...] = ()
+# The long-dialogue settings decide the windows a long dialogue is read in (serving/long_dialogue.py).
+ANSWER_SETTINGS: tuple[str, ...] = ("long_dialogues", "long_window_tokens", "long_summary_tokens", "long_max_rounds")
 
 
 def model_identity(stored) -> str:

@@ -4,10 +4,11 @@
     python -m client dialogues.jsonl --url http://host:3000 --json   # JSON Lines with a "dialogue" field
 
 Sends the dialogues in batches of at most --batch (the service's list endpoint) and prints one summary
-per dialogue, or one JSON object per line with --json. When the service requires API keys, the key is
-read from the SUMMARIZER_API_KEY environment variable (never from the command line: it would show in
-``ps`` and the shell's history). Exit status: 0 done, 2 a file, a setting or the
-service failed (one line on stderr says which and why).
+per dialogue, or one JSON object per line with --json; a summary made from windows (a dialogue longer
+than the model reads at once) or of a truncated dialogue says so in brackets after it. When the service
+requires API keys, the key is read from the SUMMARIZER_API_KEY environment variable (never from the
+command line: it would show in ``ps`` and the shell's history). Exit status: 0 done, 2 a file, a setting
+or the service failed (one line on stderr says which and why).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pydantic import ValidationError
 from client import wire
 from client.errors import ClientError
 from client.sync import SummarizerClient
-from serving.protocol import GenerationOptions
+from serving.protocol import GenerationOptions, Summary
 
 # GenerationOptions field -> how the command line takes it.
 SETTINGS = {"num_beams": int, "max_new_tokens": int, "min_new_tokens": int, "length_penalty": float,
@@ -47,6 +48,20 @@ def read_dialogues(paths: list[str]) -> list[tuple[str, str]]:
                 raise ValueError(f"{path}:{n}: expected a JSON object with a \"dialogue\" field, e.g. "
                                  '{"id": "d1", "dialogue": "Tom: Lunch at 12?\\nAnna: OK"}') from None
     return items
+
+
+def how_it_was_read(summary: Summary) -> list[str]:
+    """What a reader of the text output must know about how much of the dialogue the summary covers."""
+    notes = []
+    if summary.long_dialogue is not None:
+        long = summary.long_dialogue
+        note = f"long dialogue: summarized in {long.windows} windows of up to {long.window_tokens} tokens"
+        if long.rounds > 1:
+            note += f", the joined summaries summarized again ({long.rounds - 1}x)"
+        notes.append(note)
+    if summary.truncated:
+        notes.append(f"truncated: only the first {summary.input_tokens} tokens of the dialogue were read")
+    return notes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,7 +94,8 @@ def summarize_files(args: argparse.Namespace, generation: GenerationOptions | No
                 if args.json:
                     print(json.dumps({"name": name, **summary.model_dump(mode="json")}), flush=True)
                 else:
-                    print(f"{name}: {summary.summary}", flush=True)
+                    notes = how_it_was_read(summary)
+                    print(f"{name}: {summary.summary}" + (f" [{'; '.join(notes)}]" if notes else ""), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -105,6 +105,15 @@ class ServingConfig(BaseSettings):
     # and it carries no request content. True: it needs a key too.
     metrics_require_key: bool = False
     rate_limit_per_minute: Annotated[int, Field(ge=0, le=1_000_000)] = 0  # per API key and API worker; 0: off
+    # Long dialogues (serving/long_dialogue.py): one longer than a window is read in windows split at speaker
+    # turns, each summarized, the summaries joined. False: cut to the model's context (truncated: true), as before.
+    long_dialogues: bool = True
+    # Most tokens of a window, special tokens included; above the model's context, the context. Chosen by
+    # bench/long_dialogue.py on the default model (README, "Long dialogues").
+    long_window_tokens: Annotated[int, Field(ge=16, le=100_000)] = 256
+    # A joined summary longer than this is summarized again, in windows (at most LONG_MAX_ROUNDS rounds in all).
+    long_summary_tokens: Annotated[int, Field(ge=16, le=100_000)] = 1024
+    long_max_rounds: Annotated[int, Field(ge=1, le=10)] = 3
     # A directory with one file per setting, named like its variable (SUMMARIZER_FEEDBACK_URL, ...): a mounted
     # Kubernetes Secret (deploy/components/shared-state). pydantic-settings' secrets_dir; a variable in the
     # environment wins over a file. Files keep secrets out of the environment, which every child process
@@ -249,6 +258,14 @@ class ServingConfig(BaseSettings):
     @property
     def limits(self) -> RequestLimits:
         return RequestLimits(max_dialogue_chars=self.max_dialogue_chars, max_list_items=self.max_list_items)
+
+    @property
+    def long_dialogue(self):
+        """How long dialogues are read (a ``serving.long_dialogue.LongDialogueSettings``), None when off."""
+        from serving.long_dialogue import LongDialogueSettings
+
+        return LongDialogueSettings(window_tokens=self.long_window_tokens, summary_tokens=self.long_summary_tokens,
+                                    max_rounds=self.long_max_rounds) if self.long_dialogues else None
 
     @property
     def pod_admission_limit(self) -> int:

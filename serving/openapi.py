@@ -5,6 +5,7 @@ BentoML 1.4 builds the document from the IO descriptors, and loses or misstates 
   (Optional) loses its ``null`` and its ``$ref`` keeps a sibling ``default``; the request schemas are therefore
   taken from the request models here, pydantic's JSON Schema turned into OpenAPI 3.0 (``nullable``), with every
   constraint (minLength, maxLength, pattern, minItems, maxItems, additionalProperties false, setting ranges);
+  the summarize routes' answers likewise (``Summary.long_dialogue`` is Optional), from ``ANSWER_MODELS``;
 - every API gets BentoML's generic 400/404/500 ``{"error", "detail": string}`` schemas, which no answer of ours
   has: each route lists instead the error statuses it can give, each with the ErrorBody schema;
 - BentoML's APIs answer POST only: GET /model is a route of ours (service.py) and is described here;
@@ -20,8 +21,12 @@ from pydantic import BaseModel
 
 from serving.auth import METRICS_PATH, PROBE_PATHS
 from serving.errors import ErrorBody
+from serving.protocol import Summary, SummaryBatch
 
 REF = "#/components/schemas/{model}"
+# The summarize routes' answers, described from their models as the requests are (BentoML's inline copy
+# flattens an Optional field to its first member: Summary.long_dialogue would not admit its null).
+ANSWER_MODELS: dict[str, type[BaseModel]] = {"/summarize": Summary, "/summarize_batch": SummaryBatch}
 
 # Every route: BodyLimits (408, 413), BentoML's request timeout (504), a bug (500).
 _EVERY_ROUTE = {
@@ -59,9 +64,13 @@ def published_spec(service, request_models: Mapping[str, type[BaseModel]], model
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
     for name in ("InvalidArgument", "NotFound", "InternalServerError"):  # BentoML's; no answer has them
         schemas.pop(name, None)
-    for model in (ErrorBody, model_info, *request_models.values()):
+    answers = {route: model for route, model in ANSWER_MODELS.items() if route in spec["paths"]}
+    for model in (ErrorBody, model_info, *request_models.values(), *answers.values()):
         schemas.update(_components(model))
     paths = spec["paths"]
+    for route, model in answers.items():
+        paths[route]["post"]["responses"]["200"]["content"] = {
+            "application/json": {"schema": {"$ref": REF.format(model=model.__name__)}}}
     for route, model in request_models.items():
         operation = paths[route]["post"]
         operation["requestBody"] = {"required": True, "content": {

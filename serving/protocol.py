@@ -180,13 +180,31 @@ class Notice(BaseModel):
     message: str = Field(description="For people: what it means for this summary.")
 
 
+class LongDialogueInfo(BaseModel):
+    """How a dialogue longer than one window was read (serving/long_dialogue.py)."""
+
+    windows: int = Field(description="Windows the dialogue was split into, at speaker turns; each summarized.")
+    rounds: int = Field(description="1: the summary is the windows' summaries joined in order; more: the join "
+                        "was summarized again (rounds - 1 times) because it was longer than "
+                        "SUMMARIZER_LONG_SUMMARY_TOKENS.")
+    window_tokens: int = Field(description="Most tokens of one window (SUMMARIZER_LONG_WINDOW_TOKENS).")
+    generations: int = Field(description="Summaries generated for it in all rounds: its cost, in jobs.")
+    generated_tokens: int = Field(description="Tokens generated for it in all rounds.")
+
+
 class Summary(BaseModel):
     summary: str
     model: str = Field(description="Tag of the model in BentoML's model store.")
     backend: EngineName = Field(description="The engine that produced it: 'torch-cuda', 'torch-cpu' or 'onnx-cpu'.")
-    input_tokens: int = Field(description="Dialogue tokens the model read (after truncation).")
-    output_tokens: int
-    truncated: bool = Field(description="True when the dialogue was cut to the model's context.")
+    input_tokens: int = Field(description="Dialogue tokens the model read (after truncation); for a long "
+                              "dialogue, those of all its windows (with each window's special tokens).")
+    output_tokens: int = Field(description="Tokens of the summary returned (for a long dialogue, of the summaries "
+                               "it joins; long_dialogue.generated_tokens counts every round's).")
+    truncated: bool = Field(description="True when the dialogue was cut to the model's context: the model did "
+                            "not read all of it. False for a long dialogue read in windows.")
+    long_dialogue: Optional[LongDialogueInfo] = Field(
+        default=None, description="Set when the dialogue was longer than one window and read in windows; "
+        "null when it fitted one.")
     fallback: bool = Field(default=False, description="True when the fallback backend produced it.")
     duration_ms: float = Field(default=0.0, description="Time in the service for this request.")
     request_id: str = Field(default="", description="Names this answer for POST /feedback.")

@@ -109,8 +109,11 @@ class Router:
         """The backends marked down by a crash, with the crash that marked them."""
         return {name: down.failure for name, down in self._down.items()}
 
-    async def generate(self, jobs: Sequence[GenerationJob]) -> Routed:
+    async def generate(self, jobs: Sequence[GenerationJob], primary_timeout_s: float | None = None) -> Routed:
+        """``primary_timeout_s``: this call's own, for one that is known to take longer (a long dialogue's
+        windows); the router's by default."""
         jobs = list(jobs)
+        primary_timeout_s = primary_timeout_s or self.primary_timeout_s
         deadline = time.monotonic() + self.deadline_s
         fallback = self.fallback
         if fallback is not None and self.primary.name in self._down and fallback.name not in self._down:
@@ -121,12 +124,12 @@ class Router:
         if self.primary.name in self._down:  # and no other backend to ask: wait for it, not its timeout
             await self._until_answering(self.primary, deadline)
         try:
-            results = await asyncio.wait_for(self._call(self.primary, jobs), timeout=self.primary_timeout_s)
+            results = await asyncio.wait_for(self._call(self.primary, jobs), timeout=primary_timeout_s)
             return Routed(results, self.primary.name, fallback=False)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - any primary failure is a reason to fall back
-            failure = _failure(self.primary.name, exc, self.primary_timeout_s)
+            failure = _failure(self.primary.name, exc, primary_timeout_s)
             crashed = is_crash(exc)
         if crashed:
             self._mark_down(self.primary, failure)

@@ -1,0 +1,219 @@
+"""Long dialogues: ROUGE-L of reading them in windows (serving/long_dialogue.py) against plain truncation.
+
+    python -m bench.long_dialogue                  # k = 2, 4, 8; 40 long dialogues each; other windows at k = 4
+    python -m bench.long_dialogue --n 10 --ks 4 --window 256 --windows
+
+A long dialogue joins k DialogSum test dialogues (a fixed seed picks them; no dialogue twice in one); its
+references are theirs joined in the same order (DialogSum test has three per dialogue: the r-th long reference
+joins the r-th ones; the score is the best of the three, as in the suite). Every variant is the service's own
+``LongDialogues`` generation over ONNX Runtime's engine of the served model (``OnnxEngine``, as the ONNX
+backend runs it), through the service's ``Router``; only the HTTP hop is left out:
+
+    truncation        every dialogue one job, cut to the model's context (SUMMARIZER_LONG_DIALOGUES=false)
+    windows W         windows of at most W tokens, the window summaries joined (the service's combination);
+                      the service's window at every k, the others (--windows) at k = 4 only
+    re-summarized W   the same, then the join summarized again (what "combine" could mean instead), at k = 4
+
+Scores are ROUGE-L F1 x100 (eval/rouge.py), with the paired bootstrap 95 % interval of the difference to
+truncation. Writes bench/results/long_dialogue-*.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import time
+from collections.abc import Sequence
+
+from bench.common import busy_warning, fmt, log, machine_info, now_iso, write_results
+
+SEED = 14
+DEFAULT_KS = (2, 4, 8)
+DEFAULT_WINDOWS = (128, 256, 512, 1024)
+REQUEST_ITEMS = 8  # long dialogues per flow call, as one /summarize_batch request of 8
+
+
+def long_dialogues(k: int, n: int, seed: int = SEED, data_dir: str | None = None) -> list[tuple[str, list[str]]]:
+    """``n`` (dialogue, references) pairs, each joining ``k`` distinct DialogSum test dialogues."""
+    from eval.datasets import load_eval_set
+
+    examples = load_eval_set("dialogsum_test", data_dir)
+    rng = random.Random(f"{seed}-{k}")
+    out = []
+    for _ in range(n):
+        chosen = rng.sample(examples, k)
+        references = min(len(ex.references) for ex in chosen)
+        out.append(("\n".join(ex.dialogue.strip() for ex in chosen),
+                    [" ".join(ex.references[r].strip() for ex in chosen) for r in range(references)]))
+    return out
+
+
+def engine_router(engine):
+    """The service's Router over the engine in this process (a thread per call, as a backend worker's)."""
+    from serving.protocol import BackendName, GenerationOutcome
+    from serving.routing import Backend, Router
+
+    async def call(jobs):
+        return [GenerationOutcome(result=r) for r in await asyncio.to_thread(engine.generate, jobs)]
+
+    return Router(Backend(BackendName.ONNX, call), None, primary_timeout_s=3600.0, deadline_s=3600.0)
+
+
+def run_variant(engine, router, dialogues: Sequence[str], settings) -> tuple[list, float]:
+    """Summaries of ``dialogues`` through LongDialogues (``settings`` None: truncation), and the seconds taken."""
+    from serving.flow import Call, Item
+    from serving.long_dialogue import LongDialogues
+
+    generation = LongDialogues(router, engine.tokenizer, settings, engine.context)
+    call = Call(engine.model_tag, engine.defaults, "/summarize_batch")
+    summaries = []
+    started = time.perf_counter()
+    for start in range(0, len(dialogues), REQUEST_ITEMS):
+        items = [Item(d) for d in dialogues[start:start + REQUEST_ITEMS]]
+        asyncio.run(generation(items, call))
+        summaries.extend(item.summary for item in items)
+    return summaries, time.perf_counter() - started
+
+
+def meeting(chars: int, data_dir: str | None = None) -> str:
+    """DialogSum test dialogues one after the other, whole ones only, up to ``chars`` characters."""
+    from eval.datasets import load_eval_set
+
+    text = ""
+    for example in load_eval_set("dialogsum_test", data_dir):
+        if len(text) + len(example.dialogue) + 1 > chars:
+            return text.rstrip("\n")
+        text += example.dialogue.strip() + "\n"
+    return text.rstrip("\n")
+
+
+def cost(engine, router, settings, sizes: Sequence[int], data_dir: str | None = None) -> list[dict]:
+    """One long dialogue of each size (characters), as one request: windows, generations, seconds."""
+    rows = []
+    for chars in sizes:
+        dialogue = meeting(chars, data_dir)
+        for name, chosen in (("truncation", None), (f"windows {settings.window_tokens}", settings)):
+            [summary], seconds = run_variant(engine, router, [dialogue], chosen)
+            info = summary.long_dialogue
+            rows.append({"chars": len(dialogue), "tokens": len(engine.tokenizer.encode([dialogue])[0]),
+                         "variant": name, "windows": info.windows if info else 1,
+                         "generations": info.generations if info else 1, "summary_tokens": summary.output_tokens,
+                         "truncated": summary.truncated, "seconds": seconds})
+    return rows
+
+
+def score(summaries, references) -> list[float]:
+    from eval.rouge import score_one
+
+    return [score_one(s.summary, refs)["rougeL"] for s, refs in zip(summaries, references)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.long_dialogue", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=40, help="long dialogues per k (default %(default)s)")
+    parser.add_argument("--ks", type=int, nargs="+", default=list(DEFAULT_KS), help="dialogues joined into one")
+    parser.add_argument("--window", type=int, default=None,
+                        help="the window measured at every k (default: the service's, SUMMARIZER_LONG_WINDOW_TOKENS)")
+    parser.add_argument("--sweep-k", type=int, default=4, help="the k at which the other windows are measured")
+    parser.add_argument("--windows", type=int, nargs="*", default=list(DEFAULT_WINDOWS),
+                        help="window sizes (tokens) measured at --sweep-k")
+    parser.add_argument("--resummarize", type=int, nargs="*", default=None,
+                        help="window sizes measured at --sweep-k with the join summarized again (default: --window)")
+    parser.add_argument("--cost-chars", type=int, nargs="*", default=[15_000, 20_000],
+                        help="sizes (characters) of the long meetings whose cost is measured, one request each")
+    parser.add_argument("--model", default=None, help="stored model tag or directory (default: the served one)")
+    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: one per core)")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--out", default=None, help="results directory (default bench/results)")
+    args = parser.parse_args(argv)
+
+    from eval.generate import resolve_candidate
+    from eval.rouge import bootstrap_ci
+    from serving.config import ServingConfig
+    from serving.engines import OnnxEngine
+    from serving.long_dialogue import LongDialogueSettings
+
+    warning = busy_warning()
+    candidate = resolve_candidate(args.model)
+    engine = OnnxEngine(candidate.hf_dir, candidate.tag or candidate.ref, threads=args.threads,
+                        onnx_dir=candidate.onnx_dir)
+    router = engine_router(engine)
+    config = ServingConfig.load()
+    window = args.window or config.long_window_tokens
+    service = LongDialogueSettings(window_tokens=window, summary_tokens=config.long_summary_tokens,
+                                   max_rounds=config.long_max_rounds)
+    resummarize = [window] if args.resummarize is None else args.resummarize
+    rows = []
+    for k in args.ks:
+        variants = [("truncation", None), (f"windows {window}", service)]
+        if k == args.sweep_k:
+            variants += [(f"windows {w}", LongDialogueSettings(window_tokens=w)) for w in args.windows if w != window]
+            # summary_tokens 16: every join is longer, so it is summarized again (one more round at most)
+            variants += [(f"re-summarized {w}", LongDialogueSettings(window_tokens=w, summary_tokens=16,
+                                                                      max_rounds=2)) for w in resummarize]
+        pairs = long_dialogues(k, args.n, data_dir=args.data_dir)
+        dialogues, references = [d for d, _ in pairs], [r for _, r in pairs]
+        tokens = [len(ids) for ids in engine.tokenizer.encode(dialogues)]
+        baseline = None
+        for name, settings in variants:
+            log(f"k={k} {name}: {len(dialogues)} long dialogues")
+            summaries, seconds = run_variant(engine, router, dialogues, settings)
+            scores = score(summaries, references)
+            info = [s.long_dialogue for s in summaries]
+            row = {"k": k, "variant": name, "window_tokens": settings.window_tokens if settings else None,
+                   "dialogues": len(dialogues), "dialogue_tokens_mean": sum(tokens) / len(tokens),
+                   "rougeL": sum(scores) / len(scores),
+                   "truncated_share": sum(s.truncated for s in summaries) / len(summaries),
+                   "long_share": sum(i is not None for i in info) / len(info),
+                   "windows_mean": sum(i.windows if i else 1 for i in info) / len(info),
+                   "rounds_mean": sum(i.rounds if i else 1 for i in info) / len(info),
+                   "generations": sum(i.generations if i else 1 for i in info),
+                   "summary_tokens_mean": sum(s.output_tokens for s in summaries) / len(summaries),
+                   "seconds": seconds, "per_dialogue": scores}
+            if baseline is None:
+                baseline = scores
+            else:
+                diffs = [a - b for a, b in zip(scores, baseline)]
+                row["vs_truncation"] = sum(diffs) / len(diffs)
+                row["vs_truncation_ci95"] = bootstrap_ci(diffs)
+            rows.append(row)
+    log("cost: one long meeting per size, as one request")
+    costs = cost(engine, router, service, args.cost_chars, args.data_dir)
+    report = {"benchmark": "long_dialogue", "started": now_iso(), "model": candidate.tag or candidate.ref,
+              "engine": str(engine.engine), "context_tokens": engine.context, "seed": SEED, "n": args.n,
+              "ks": args.ks, "window_tokens": window, "sweep_k": args.sweep_k,
+              "generation": engine.defaults.model_dump(), "machine": machine_info(),
+              "busy_warning": warning, "rows": rows, "cost": costs}
+    path = write_results("long_dialogue", report, args.out)
+    print(render(report))
+    print(f"\nresults: {path}")
+    return 0
+
+
+def render(report: dict) -> str:
+    lines = [f"Long dialogues: {report['n']} per k, joined DialogSum test dialogues, {report['model']} "
+             f"({report['engine']}, context {report['context_tokens']}); ROUGE-L F1 x100",
+             "", f"{'k':>2}  {'variant':<18} {'tokens':>6} {'ROUGE-L':>7} {'vs trunc. (95% CI)':>22} "
+             f"{'windows':>7} {'rounds':>6} {'sum.tok':>7} {'trunc.':>6} {'s':>6}"]
+    for row in report["rows"]:
+        delta = "" if "vs_truncation" not in row else (
+            f"{row['vs_truncation']:+.1f} ({row['vs_truncation_ci95'][0]:+.1f}, {row['vs_truncation_ci95'][1]:+.1f})")
+        lines.append(f"{row['k']:>2}  {row['variant']:<18} {row['dialogue_tokens_mean']:>6.0f} {row['rougeL']:>7.2f} "
+                     f"{delta:>22} {row['windows_mean']:>7.1f} {row['rounds_mean']:>6.2f} "
+                     f"{row['summary_tokens_mean']:>7.0f} {row['truncated_share']:>6.0%} {fmt(row['seconds'], 1):>6}")
+    if report.get("cost"):
+        lines += ["", "Cost of one long meeting (one request):", "",
+                  f"{'chars':>6} {'tokens':>6}  {'variant':<12} {'windows':>7} {'generations':>11} {'sum.tok':>7} "
+                  f"{'trunc.':>6} {'s':>6}"]
+        for row in report["cost"]:
+            lines.append(f"{row['chars']:>6} {row['tokens']:>6}  {row['variant']:<12} {row['windows']:>7} "
+                         f"{row['generations']:>11} {row['summary_tokens']:>7} {str(row['truncated']).lower():>6} "
+                         f"{row['seconds']:>6.1f}")
+    if report.get("busy_warning"):
+        lines += ["", "warning: " + report["busy_warning"]]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,329 @@
+"""Long dialogues: read in windows that fit the model, summarized together, the summaries combined.
+
+A dialogue that fits one window is one job, as before. A longer one is split at speaker turns (lines) into
+windows of at most ``window_tokens`` tokens, counted with the model's own tokenizer, special tokens included
+(so the engine never cuts a window). A single turn longer than a window is split at sentence boundaries, each
+piece after the first prefixed with the turn's speaker ("Amanda: "), so the model still knows who speaks; a
+sentence longer than a window is cut at the last space that fits (at any character as the very last resort).
+Nothing is dropped: every character of the dialogue but line breaks and the spaces at a cut is in a window.
+
+Every window of every dialogue of a request goes to the router in ONE call, so BentoML's adaptive batching
+generates them together. The window summaries, in order, joined, are the summary (measured in
+bench/long_dialogue.py: joining beats summarizing the join again by far, since each window's summary already
+says what happened in it). Only a join longer than ``summary_tokens`` is summarized again, in windows, for at
+most ``max_rounds`` rounds in all, and only while a round makes it shorter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from serving.flow import Call, Item
+from serving.protocol import GenerationJob, GenerationResult, LongDialogueInfo, Summary
+from serving.routing import Routed, Router
+from serving.tokenization import ModelTokenizer
+
+# "Amanda: ...", "#Person1#: ...", "Dr. Smith: ..." at the start of a turn.
+_SPEAKER = re.compile(r"^\s*([^:\n]{1,40}?):[ \t]+(?=\S)")
+# A sentence ends at . ! ? or … (possibly closed by quotes or brackets) before whitespace.
+_SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+")
+
+
+@dataclass(frozen=True)
+class LongDialogueSettings:
+    """How long dialogues are read (SUMMARIZER_LONG_* in serving/config.py)."""
+
+    window_tokens: int = 256
+    summary_tokens: int = 1024
+    max_rounds: int = 3
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """What the packing places: a whole turn, or a piece of a turn longer than a window."""
+
+    text: str  # without the speaker, for a piece of a long turn
+    piece: str  # the dialogue's own text it stands for
+    speaker: str = ""  # "Ben: ", written before ``text`` when a window (a line) begins with it
+    continues: bool = False  # goes on the line before it when in the same window
+
+
+@dataclass(frozen=True)
+class Window:
+    text: str  # what the model reads
+    pieces: tuple[str, ...]  # the dialogue's own text in it, in order (``text`` adds line breaks and speakers)
+
+
+class WindowSplitter:
+    """Splits a text into windows of at most ``window_tokens`` tokens of ``count`` (special tokens included)."""
+
+    def __init__(self, count: Callable[[Sequence[str]], list[int]], window_tokens: int) -> None:
+        self.count = count
+        self.window_tokens = window_tokens
+        if self._tokens("") >= window_tokens:
+            raise ValueError(f"a window of {window_tokens} tokens holds no text with this tokenizer")
+
+    def fits(self, text: str) -> bool:
+        return self._tokens(text) <= self.window_tokens
+
+    def split(self, text: str) -> list[Window]:
+        """The windows of ``text`` in order; one window (``text`` itself) when it fits."""
+        if self.fits(text):
+            return [Window(text, (text,))]
+        return self._pack(self.units(text))
+
+    def units(self, text: str) -> list[_Unit]:
+        """What windows are packed from: each turn (line), a turn longer than a window in pieces."""
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        units: list[_Unit] = []
+        for line, n in zip(lines, self.count(lines)):
+            units.extend([_Unit(line, line)] if n <= self.window_tokens else self._split_turn(line))
+        return units
+
+    def _tokens(self, text: str) -> int:
+        return self.count([text])[0]
+
+    def _pack(self, units: list[_Unit]) -> list[Window]:
+        """As many consecutive units as fit, window after window: turns on their own lines, the sentences of
+        one long turn on the same line (a window that begins inside a turn begins with its speaker).
+
+        Packed by adding up the units' own token counts (one batch encode), which is exact for byte-level
+        BPE tokenizers (BART's, GPT-2's: a line break is a token of its own), and balanced; every window is
+        then counted whole, and where a tokenizer merges across a join the units are packed again, greedily,
+        by counting each grown window (exact; a window's worth of tokens encoded per unit)."""
+        windows = self._pack_by_sum(units)
+        if all(n <= self.window_tokens for n in self.count([window.text for window in windows])):
+            return windows
+        return self._pack_counting(units)
+
+    def _pack_by_sum(self, units: list[_Unit], balanced: bool = True) -> list[Window]:
+        """Balanced: as few windows as greedy packing needs, with the smallest largest window that still
+        needs no more (so the last window is not a few lines left over, summarized on their own)."""
+        special = self._tokens("")
+        line_break = self._tokens("\n") - special
+        alone = [n - special for n in self.count([u.speaker + u.text for u in units])]  # starting a line
+        after = [n - special for n in self.count([" " + u.text for u in units])]  # going on the line before
+        windows = self._greedy(units, alone, after, line_break, self.window_tokens - special)
+        if not balanced:
+            return windows
+        low, high = 0, self.window_tokens - special  # high packs into len(windows) windows; low is too small
+        while high - low > 1:
+            middle = (low + high) // 2
+            if len(self._greedy(units, alone, after, line_break, middle, at_most=len(windows))) <= len(windows):
+                high = middle
+            else:
+                low = middle
+        return self._greedy(units, alone, after, line_break, high)
+
+    @staticmethod
+    def _greedy(units: list[_Unit], alone: list[int], after: list[int], line_break: int, limit: int,
+                at_most: int | None = None) -> list[Window]:
+        """Units in order, a new window when the next would take this one past ``limit`` tokens (a unit
+        longer than ``limit`` gets a window of its own); stops after ``at_most`` + 1 windows."""
+        windows: list[Window] = []
+        lines: list[str] = []
+        pieces: list[str] = []
+        used = 0
+        for unit, n_alone, n_after in zip(units, alone, after):
+            if lines:
+                grown = used + (n_after if unit.continues else line_break + n_alone)
+                if grown <= limit:
+                    if unit.continues:
+                        lines[-1] = f"{lines[-1]} {unit.text}"
+                    else:
+                        lines.append(unit.speaker + unit.text)
+                    pieces.append(unit.piece)
+                    used = grown
+                    continue
+                windows.append(Window("\n".join(lines), tuple(pieces)))
+                if at_most is not None and len(windows) > at_most:
+                    return windows
+            lines, pieces, used = [unit.speaker + unit.text], [unit.piece], n_alone
+        if lines:
+            windows.append(Window("\n".join(lines), tuple(pieces)))
+        return windows
+
+    def _pack_counting(self, units: list[_Unit]) -> list[Window]:
+        windows: list[Window] = []
+        lines: list[str] = []
+        pieces: list[str] = []
+        for unit in units:
+            if lines:
+                grown = ([*lines[:-1], f"{lines[-1]} {unit.text}"] if unit.continues
+                         else [*lines, unit.speaker + unit.text])
+                if self.fits("\n".join(grown)):
+                    lines = grown
+                    pieces.append(unit.piece)
+                    continue
+                windows.append(Window("\n".join(lines), tuple(pieces)))
+            lines, pieces = [unit.speaker + unit.text], [unit.piece]
+        if lines:
+            windows.append(Window("\n".join(lines), tuple(pieces)))
+        return windows
+
+    def _split_turn(self, line: str) -> list[_Unit]:
+        """A turn longer than a window: its sentences (a sentence longer than a window cut), each a unit that
+        fits with the speaker's name before it."""
+        speaker = _SPEAKER.match(line)
+        said = line[speaker.end():] if speaker else line
+        prefix = f"{speaker.group(1).strip()}: " if speaker else ""
+        if not self.fits(prefix + "x"):  # a speaker's name that leaves no room in a window: not repeated
+            prefix = ""
+        fragments: list[str] = []
+        for sentence in (s for s in _SENTENCE_END.split(said) if s.strip()):
+            fragments.extend([sentence] if self.fits(prefix + sentence) else self._hard_cut(sentence, prefix))
+        return [_Unit(fragment, (line[:speaker.end()] if speaker and i == 0 else "") + fragment,
+                      speaker=prefix, continues=i > 0) for i, fragment in enumerate(fragments)]
+
+    def _hard_cut(self, sentence: str, prefix: str) -> list[str]:
+        """The last resort: the longest beginnings that fit, cut at a space when one is in their second half."""
+        parts = []
+        rest = sentence
+        while rest:
+            cut = self._longest_fitting(rest, prefix)
+            if cut < len(rest):
+                space = rest.rfind(" ", 0, cut + 1)
+                if space > cut // 2:
+                    cut = space
+            parts.append(rest[:cut].strip())
+            rest = rest[cut:].strip()
+        return [p for p in parts if p]
+
+    def _longest_fitting(self, text: str, prefix: str) -> int:
+        """The most characters of ``text`` that fit after ``prefix`` (at least 1). Each probe encodes about a
+        window's worth of text, never the whole rest: a 20,000-character line without a space is cut fast."""
+        fits, probe = 0, min(len(text), self.window_tokens)
+        while self.fits(prefix + text[:probe]):
+            fits = probe
+            if probe == len(text):
+                return fits
+            probe = min(len(text), probe * 2)
+        too_long = probe
+        while too_long - fits > 1:
+            middle = (fits + too_long) // 2
+            fits, too_long = (middle, too_long) if self.fits(prefix + text[:middle]) else (fits, middle)
+        return max(fits, 1)
+
+
+def token_counter(tokenizer: ModelTokenizer) -> Callable[[Sequence[str]], list[int]]:
+    """Tokens each text is to the model, its special tokens included (what the engine's context counts)."""
+    return lambda texts: [len(ids) for ids in tokenizer.encode(texts)]
+
+
+class LongDialogues:
+    """The flow's Generation: a dialogue that fits as one job, a longer one in windows, then combined.
+
+    ``settings`` None: every dialogue is one job (the engine truncates what does not fit, as before)."""
+
+    def __init__(self, router: Router, tokenizer: ModelTokenizer, settings: LongDialogueSettings | None,
+                 context_tokens: int) -> None:
+        self.router = router
+        self.settings = settings
+        self.splitter = None
+        if settings is not None:
+            window = min(settings.window_tokens, context_tokens)  # a window the engine would cut is no window
+            self.splitter = WindowSplitter(token_counter(tokenizer), window)
+
+    async def __call__(self, items: Sequence[Item], call: Call) -> None:
+        rounds: list[Routed] = []
+        try:
+            await self._summarize(items, call, rounds)
+        finally:
+            if call.observed is not None and rounds:  # once per request: every round's tokens, the last backend
+                call.observed.routed(Routed([r for routed in rounds for r in routed.results], rounds[-1].backend,
+                                            fallback=any(routed.fallback for routed in rounds)))
+
+    async def _summarize(self, items: Sequence[Item], call: Call, rounds: list[Routed]) -> None:
+        # tokenizing is CPU work: off the event loop, which keeps answering probes and other requests
+        splits = await asyncio.to_thread(lambda: [self._split(item.dialogue) for item in items])
+        results, fallback = await self._generate([w.text for windows in splits for w in windows], call, rounds,
+                                                 dialogues=len(items))
+        at = 0
+        todo: list[_Long] = []
+        for item, windows in zip(items, splits):
+            mine, at = results[at:at + len(windows)], at + len(windows)
+            if len(windows) == 1:  # it fits: exactly as a direct job
+                r = mine[0]
+                item.summary = Summary(summary=r.summary, model=r.model, backend=r.backend,
+                                       input_tokens=r.input_tokens, output_tokens=r.output_tokens,
+                                       truncated=r.truncated, fallback=fallback)
+            else:
+                todo.append(_Long(item, windows=len(windows), input_tokens=sum(r.input_tokens for r in mine),
+                                  truncated=any(r.truncated for r in mine), last=mine, fallback=fallback,
+                                  generations=len(mine), generated_tokens=sum(r.output_tokens for r in mine)))
+        await self._combine(todo, call, rounds)
+        for long in todo:
+            last = long.last[-1]
+            long.item.summary = Summary(
+                summary=_join(long.last), model=last.model, backend=last.backend, input_tokens=long.input_tokens,
+                output_tokens=sum(r.output_tokens for r in long.last), truncated=long.truncated,
+                fallback=long.fallback,
+                long_dialogue=LongDialogueInfo(windows=long.windows, rounds=long.rounds,
+                                               window_tokens=self.splitter.window_tokens,
+                                               generations=long.generations,
+                                               generated_tokens=long.generated_tokens))
+
+    def _split(self, dialogue: str) -> list[Window]:
+        return [Window(dialogue, (dialogue,))] if self.splitter is None else self.splitter.split(dialogue)
+
+    async def _combine(self, todo: list[_Long], call: Call, rounds: list[Routed]) -> None:
+        """Summarize the joined summaries again, in windows, while longer than the target (bounded rounds)."""
+        assert self.settings is not None or not todo
+        while True:
+            again = [long for long in todo if not long.done and long.rounds < self.settings.max_rounds
+                     and not self._short_enough(long)]
+            if not again:
+                return
+            joins = ["\n".join(r.summary.strip() for r in long.last) for long in again]  # one summary a line
+            splits = await asyncio.to_thread(lambda: [self.splitter.split(join) for join in joins])
+            results, fallback = await self._generate([w.text for windows in splits for w in windows], call, rounds,
+                                                     dialogues=len(again))
+            at = 0
+            for long, windows in zip(again, splits):
+                mine, at = results[at:at + len(windows)], at + len(windows)
+                long.generations += len(mine)
+                long.generated_tokens += sum(r.output_tokens for r in mine)
+                if sum(r.output_tokens for r in mine) >= sum(r.output_tokens for r in long.last):
+                    long.done = True  # no shorter: keep the previous round's summaries, stop here
+                    continue
+                long.last = mine
+                long.rounds += 1
+                long.fallback = long.fallback or fallback
+
+    def _short_enough(self, long: _Long) -> bool:
+        return sum(r.output_tokens for r in long.last) <= self.settings.summary_tokens
+
+    async def _generate(self, texts: list[str], call: Call, rounds: list[Routed],
+                        dialogues: int) -> tuple[list[GenerationResult], bool]:
+        now = time.time()
+        # The primary's timeout is for a request's dialogues read once each; windows are more to read: the
+        # timeout grows with the windows per dialogue (the request timeout still bounds the whole request).
+        scale = max(1.0, len(texts) / max(1, dialogues))
+        routed = await self.router.generate([GenerationJob(text=t, settings=call.settings, enqueued_at=now)
+                                             for t in texts], primary_timeout_s=self.router.primary_timeout_s * scale)
+        rounds.append(routed)
+        return routed.results, routed.fallback
+
+
+@dataclass
+class _Long:
+    """A dialogue read in windows, on its way through the rounds."""
+
+    item: Item
+    windows: int
+    input_tokens: int
+    truncated: bool
+    last: list[GenerationResult]  # the latest round's summaries, in order
+    fallback: bool
+    generations: int
+    generated_tokens: int
+    rounds: int = 1  # rounds whose summaries make up the answer: 1 is the windows' summaries joined
+    done: bool = False
+
+
+def _join(results: Sequence[GenerationResult]) -> str:
+    return " ".join(s for s in (r.summary.strip() for r in results) if s)
