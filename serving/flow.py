@@ -2,7 +2,8 @@
 
     inspect    each dialogue's input statistics and language: drift metrics, warnings, or a refusal
     lookup     the response cache: a hit is answered without generating          (``Step.before``)
-    generate   the rest, through the router; a long dialogue in windows, then combined  (``Generation``)
+    generate   the rest, through the router; a long dialogue in windows, then combined  (``Generation``:
+               serving/long_dialogue.py)
     store      the new summaries into the cache; each answer recorded under its request_id, which
                POST /feedback refers to                                          (``Step.after``)
 
@@ -13,14 +14,12 @@ or feedback store that is down never fails a request; only a ``Refusal`` (a 4xx 
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 
 from serving.errors import ErrorCode
-from serving.protocol import GenerationJob, GenerationSettings, Notice, Summary
-from serving.routing import Router
+from serving.protocol import GenerationSettings, Notice, Summary
 
 logger = logging.getLogger(__name__)
 
@@ -70,23 +69,6 @@ class Generation(Protocol):
     """Gives every item it is handed its ``summary`` (raises ``BackendUnavailable`` when no backend could)."""
 
     async def __call__(self, items: Sequence[Item], call: Call) -> None: ...
-
-
-class Direct:
-    """Each dialogue as one job to the router (the model truncates what does not fit its context)."""
-
-    def __init__(self, router: Router) -> None:
-        self.router = router
-
-    async def __call__(self, items: Sequence[Item], call: Call) -> None:
-        now = time.time()
-        routed = await self.router.generate([GenerationJob(text=i.dialogue, settings=call.settings, enqueued_at=now)
-                                             for i in items])
-        if call.observed is not None:
-            call.observed.routed(routed)
-        for item, r in zip(items, routed.results, strict=True):
-            item.summary = Summary(summary=r.summary, model=r.model, backend=r.backend, input_tokens=r.input_tokens,
-                                   output_tokens=r.output_tokens, truncated=r.truncated, fallback=routed.fallback)
 
 
 class Flow:

@@ -70,9 +70,10 @@ class WindowSplitter:
     def fits(self, text: str) -> bool:
         return self._tokens(text) <= self.window_tokens
 
-    def split(self, text: str) -> list[Window]:
-        """The windows of ``text`` in order; one window (``text`` itself) when it fits."""
-        if self.fits(text):
+    def split(self, text: str, tokens: int | None = None) -> list[Window]:
+        """The windows of ``text`` in order; one window (``text`` itself) when it fits. ``tokens``: its count
+        when already known (the input inspection's), so that a dialogue is not tokenized twice."""
+        if (self._tokens(text) if tokens is None else tokens) <= self.window_tokens:
             return [Window(text, (text,))]
         return self._pack(self.units(text))
 
@@ -239,7 +240,7 @@ class LongDialogues:
 
     async def _summarize(self, items: Sequence[Item], call: Call, rounds: list[Routed]) -> None:
         # tokenizing is CPU work: off the event loop, which keeps answering probes and other requests
-        splits = await asyncio.to_thread(lambda: [self._split(item.dialogue) for item in items])
+        splits = await asyncio.to_thread(lambda: [self._split(item) for item in items])
         results, fallback = await self._generate([w.text for windows in splits for w in windows], call, rounds,
                                                  dialogues=len(items))
         at = 0
@@ -267,8 +268,10 @@ class LongDialogues:
                                                generations=long.generations,
                                                generated_tokens=long.generated_tokens))
 
-    def _split(self, dialogue: str) -> list[Window]:
-        return [Window(dialogue, (dialogue,))] if self.splitter is None else self.splitter.split(dialogue)
+    def _split(self, item: Item) -> list[Window]:
+        if self.splitter is None:
+            return [Window(item.dialogue, (item.dialogue,))]
+        return self.splitter.split(item.dialogue, item.facts.get("input_tokens"))
 
     async def _combine(self, todo: list[_Long], call: Call, rounds: list[Routed]) -> None:
         """Summarize the joined summaries again, in windows, while longer than the target (bounded rounds)."""
