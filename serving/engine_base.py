@@ -2,12 +2,13 @@
 
 An engine turns a batch of ``GenerationJob`` into ``GenerationResult`` through small named hooks:
 
-    encode   tokenize, cut to the model's context, note truncation
+    encode   (a model trained with speaker placeholders reads #PersonN# for names: serving/speakers.py)
+             tokenize, cut to the model's context, note truncation
     group    split by generation settings (a job is never generated with another's settings), then by
              length so that a generation call pads little
     predict  one generation call per group (backend specific): padded int64 ids and mask in, the
              generated ids out, as transformers' ``generate()`` returns them (start token first, padded)
-    decode   token ids -> text and counts
+    decode   token ids -> text and counts (and the speakers' names back in place of their placeholders)
 
 Nothing here imports PyTorch or transformers: the ONNX Runtime engine serves without them.
 """
@@ -22,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.model_config import context_length, default_settings
+from serving.model_config import context_length, default_settings, generation_config
 from serving.observers import NO_OBSERVER, EngineObserver, GenerationCall, Isolated
 from serving.protocol import EngineName, GenerationJob, GenerationResult, GenerationSettings
+from serving.speakers import SpeakerNames, uses_placeholders
 from serving.tokenization import ModelTokenizer
 
 
@@ -82,13 +84,19 @@ class Engine:
         self.tokenizer = ModelTokenizer(self.model_dir)
         self.context = context_length(self.model_dir)
         self.defaults = default_settings(self.model_dir)
+        self.speaker_placeholders = uses_placeholders(generation_config(self.model_dir))
 
     # -- hooks -------------------------------------------------------------------------------------
 
-    def encode(self, jobs: Sequence[GenerationJob]) -> list[EncodedJob]:
+    def speakers(self, jobs: Sequence[GenerationJob]) -> list[SpeakerNames]:
+        """Each job's speaker names (none unless the model was trained with placeholders)."""
+        return [SpeakerNames.of(job.text) if self.speaker_placeholders else SpeakerNames() for job in jobs]
+
+    def encode(self, jobs: Sequence[GenerationJob], speakers: Sequence[SpeakerNames] | None = None) -> list[EncodedJob]:
         encoded = []
         eos = self.tokenizer.eos_token_id
-        for i, (job, ids) in enumerate(zip(jobs, self.tokenizer.encode([job.text for job in jobs]))):
+        texts = [names.hide(job.text) for job, names in zip(jobs, speakers)] if speakers else [j.text for j in jobs]
+        for i, (job, ids) in enumerate(zip(jobs, self.tokenizer.encode(texts))):
             truncated = len(ids) > self.context
             if truncated:
                 ids = ids[: self.context - 1] + [eos]
@@ -113,7 +121,8 @@ class Engine:
     def generate(self, jobs: Sequence[GenerationJob]) -> list[GenerationResult]:
         started = time.time()
         results: list[GenerationResult | None] = [None] * len(jobs)
-        for group in self.group(self.encode(jobs)):
+        speakers = self.speakers(jobs)
+        for group in self.group(self.encode(jobs, speakers)):
             input_ids, attention_mask, padding_share = self.pad(group)
             call = GenerationCall(self.engine, self.model_tag, [jobs[j.index] for j in group],
                                   [len(j.ids) for j in group], group[0].settings, padding_share)
@@ -129,7 +138,7 @@ class Engine:
             self.observer.generation_finished(token, call, [n_out for _, n_out in decoded], None)
             for job, (text, n_out) in zip(group, decoded):
                 results[job.index] = GenerationResult(
-                    summary=text, input_tokens=len(job.ids), output_tokens=n_out, truncated=job.truncated,
+                    summary=speakers[job.index].restore(text), input_tokens=len(job.ids), output_tokens=n_out, truncated=job.truncated,
                     backend=self.engine, model=self.model_tag, batch_size=len(group),
                     queue_wait_ms=max(0.0, (started - job.enqueued_at) * 1000.0),
                     generate_ms=generate_ms, padding_share=padding_share,

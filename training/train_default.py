@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from eval.datasets import Example, load_eval_set, load_train_examples
 from eval.rouge import mean_scores, score_corpus
+from serving.speakers import FLAG as PLACEHOLDER_FLAG, SpeakerNames
 
 SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # ids 0..4, BART's order for the first four
 
@@ -74,6 +75,9 @@ class TrainConfig:
     # rather than the best by validation ROUGE-L.
     init_from: str = ""
     keep: str = "best"
+    # Speaker names as #PersonN# placeholders in the training dialogues and summaries (serving/speakers.py);
+    # the saved model says so in its generation_config.json, and every path that serves it puts names back.
+    speaker_placeholders: bool = False
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
@@ -165,6 +169,13 @@ def default_generation_config(tokenizer):
 # --------------------------------------------------------------------------- data
 
 
+def with_placeholders(example: Example) -> Example:
+    """The example as a placeholder model learns it: its speakers' names as #PersonN#, in the summaries too."""
+    speakers = SpeakerNames.of(example.dialogue)
+    return replace(example, dialogue=speakers.hide(example.dialogue),
+                   references=tuple(speakers.hide(r) for r in example.references))
+
+
 def encode(tokenizer, examples: list[Example], cfg: TrainConfig) -> list[tuple[list[int], list[int]]]:
     sources = tokenizer([e.dialogue for e in examples], truncation=True, max_length=cfg.max_source_tokens)["input_ids"]
     targets = tokenizer([e.summary for e in examples], truncation=True, max_length=cfg.max_target_tokens)["input_ids"]
@@ -218,19 +229,21 @@ def collate(pairs: list[tuple[list[int], list[int]]], pad_id: int, decoder_start
 
 
 @torch.inference_mode()
-def greedy_rouge(model, tokenizer, examples: list[Example], device: torch.device, batch_size: int = 32) -> dict[str, float]:
+def greedy_rouge(model, tokenizer, examples: list[Example], device: torch.device, batch_size: int = 32,
+                 placeholders: bool = False) -> dict[str, float]:
     """Quick model selection: greedy decoding, best-of-references ROUGE (the full 4-beam eval is eval/)."""
     model.eval()
+    speakers = [SpeakerNames.of(e.dialogue) if placeholders else SpeakerNames() for e in examples]
     predictions: list[str] = []
     ordered = sorted(range(len(examples)), key=lambda i: len(examples[i].dialogue))
     by_index: dict[int, str] = {}
     for start in range(0, len(ordered), batch_size):
         idx = ordered[start:start + batch_size]
-        enc = tokenizer([examples[i].dialogue for i in idx], return_tensors="pt", padding=True, truncation=True,
-                        max_length=1024).to(device)
+        enc = tokenizer([speakers[i].hide(examples[i].dialogue) for i in idx], return_tensors="pt", padding=True,
+                        truncation=True, max_length=1024).to(device)
         out = model.generate(**enc, num_beams=1, max_new_tokens=96, no_repeat_ngram_size=3)
         for i, text in zip(idx, tokenizer.batch_decode(out, skip_special_tokens=True)):
-            by_index[i] = text.strip()
+            by_index[i] = speakers[i].restore(text.strip())
     predictions = [by_index[i] for i in range(len(examples))]
     model.train()
     return mean_scores(score_corpus(predictions, [e.references for e in examples]))
@@ -312,11 +325,14 @@ def train(cfg: TrainConfig, resume: bool, train_examples: list[Example] | None =
         train_examples = load_train_examples(cfg.data_dir)
     if cfg.limit_train:
         train_examples = train_examples[: cfg.limit_train]
+    if cfg.speaker_placeholders:
+        train_examples = [with_placeholders(e) for e in train_examples]
     eval_examples = load_eval_set("dialogsum_validation", cfg.data_dir)[: cfg.eval_examples] \
         if cfg.eval_examples > 0 else []
 
     tokenizer, model = load_or_build(cfg, train_examples, tok_dir, resume)
     model = model.to(device)
+    setattr(model.generation_config, PLACEHOLDER_FLAG, cfg.speaker_placeholders)
     n_params = sum(p.numel() for p in model.parameters())
     shape = model.config
     print(f"BART {shape.d_model}d {shape.encoder_layers}+{shape.decoder_layers} layers, vocab {len(tokenizer)}: "
@@ -394,7 +410,8 @@ def train(cfg: TrainConfig, resume: bool, train_examples: list[Example] | None =
         bar.close()
         if stopped_early:
             break
-        scores = greedy_rouge(model, tokenizer, eval_examples, device) if eval_examples else None
+        scores = greedy_rouge(model, tokenizer, eval_examples, device, placeholders=cfg.speaker_placeholders) \
+            if eval_examples else None
         mean_loss = epoch_loss[0] / max(1, epoch_loss[1])
         state["epoch_loss"] = [0.0, 0]
         state["history"].append({"epoch": epoch + 1, "step": state["step"], "train_loss": mean_loss,
