@@ -141,8 +141,9 @@ class DialogueSummarizer:
                                          CONFIG.drift_window, CONFIG.drift_min_dialogues)
         self.feedback_store = open_store(CONFIG)
         self.flow = Flow(LongDialogues(self.router, self.tokenizer, CONFIG.long_dialogue, self.context_tokens), steps=[
-            InputInspection.configured(CONFIG, self.tokenizer, self.context_tokens, observe=self.drift.observe),
+            # The cache first: a hit is not inspected again (the statistics come back with it, serving/inspection.py)
             response_cache.from_config(CONFIG, stored),
+            InputInspection.configured(CONFIG, self.tokenizer, self.context_tokens, observe=self.drift.observe),
             RecordAnswers(self.feedback_store, CONFIG.feedback_retain_text, CONFIG.feedback_retention_days)])
         freeze_startup_objects()  # full collections stalled the probes for up to 1.3 s under overload
 

@@ -1,12 +1,16 @@
 """The response cache as a step of the public service's flow (serving/flow.py).
 
-    before   each dialogue not answered yet is looked up; a hit becomes its summary, ``cached: true``
-    after    each new summary (generated in this request, never a hit again) is stored
+    before   each dialogue not answered yet is looked up; a hit becomes its summary, ``cached: true``, and
+             gets back the ``Item.derived`` its dialogue had when it was generated
+    after    each new summary (generated in this request, never a hit again) is stored, with its item's
+             ``Item.derived``
 
-A hit keeps what was generated (summary, tokens, truncation, backend, the generation's own notices such as
-how a long dialogue was summarized); the request's own facts are the current request's: its request_id, its
-duration and the warnings the steps before generation gave (e.g. the language of this input). A request
-whose generation failed never reaches ``after``: only answers are stored.
+The first step of the flow: a hit costs no step before it. A hit keeps what was generated (summary, tokens,
+truncation, backend, the generation's own notices such as how a long dialogue was summarized) and what the
+steps derived from the dialogue (e.g. its input statistics: carried as they are, never read here); the
+request's own facts are the current request's: its request_id, its duration and the warnings the steps
+before generation give (e.g. the language of this input). A request whose generation failed never reaches
+``after``: only answers are stored.
 
 A cache that fails never fails or holds a request: each call to the store has ``timeout_s``; after a
 failure (an error or a timeout) the cache is left alone for ``backoff_s`` (its lookups count as errors and
@@ -31,6 +35,7 @@ from serving.protocol import Notice, Summary
 logger = logging.getLogger(__name__)
 
 KEY_FACT = "cache.key"  # Item.facts: this dialogue's key, from before to after
+DERIVED = "derived"  # an entry's field holding its item's Item.derived (entries written before it lack it)
 # What an entry leaves out: the request's own facts (set again for every request that is answered).
 PER_REQUEST = {"request_id", "cached", "duration_ms", "warnings"}
 HIT, MISS, ERROR = "hit", "miss", "error"
@@ -85,7 +90,8 @@ class ResponseCache(Step):
             return self._report(call, "cache_lookups", {ERROR: len(todo)})
         results: Counter[str] = Counter()
         for item, value in zip(todo, values, strict=True):
-            item.summary = _decode(value) if value is not None else None
+            item.summary, derived = _decode(value) if value is not None else (None, {})
+            item.derived.update(derived)
             results[HIT if item.summary is not None else MISS] += 1
         self._report(call, "cache_lookups", results)
 
@@ -136,24 +142,30 @@ _FAILED = object()
 
 
 def _encode(item: Item) -> bytes:
-    """What a later request needs of this answer: the summary and how it was made, and the notices the
-    generation added (those after the request's own warnings, which Flow put first)."""
+    """What a later request needs of this answer: the summary and how it was made, the notices the
+    generation added (those after the request's own warnings, which Flow put first) and what the steps
+    derived from the dialogue."""
     summary = item.summary
     fields = summary.model_dump(mode="json", exclude=PER_REQUEST)
     fields["notices"] = [n.model_dump(mode="json") for n in summary.warnings[len(item.warnings):]]
+    if item.derived:
+        fields[DERIVED] = item.derived
     return json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _decode(value: bytes) -> Summary | None:
-    """A cached answer as this request's Summary (``cached``), or None for an entry that no longer reads
-    (written by another version of the service: a miss, overwritten by the new answer)."""
+def _decode(value: bytes) -> tuple[Summary | None, dict]:
+    """A cached answer as this request's Summary (``cached``) and the ``Item.derived`` kept with it ({} in an
+    entry without it); (None, {}) for an entry that no longer reads (written by another version of the
+    service: a miss, overwritten by the new answer)."""
     try:
         fields = json.loads(value)
+        derived = fields.pop(DERIVED, None)
         notices = [Notice.model_validate(n) for n in fields.pop("notices", [])]
-        return Summary.model_validate({**fields, "cached": True, "warnings": notices})
+        summary = Summary.model_validate({**fields, "cached": True, "warnings": notices})
     except Exception:  # noqa: BLE001 - an unreadable entry is a miss
         logger.debug("an unreadable response cache entry: treated as a miss", exc_info=True)
-        return None
+        return None, {}
+    return summary, derived if isinstance(derived, dict) else {}
 
 
 def _describe(exc: BaseException) -> str:

@@ -1,7 +1,9 @@
 """What the public service does with a validated request, as named steps (LitServe-style hooks).
 
-    inspect    each dialogue's input statistics and language: drift metrics, warnings, or a refusal
-    lookup     the response cache: a hit is answered without generating          (``Step.before``)
+    lookup     the response cache: a hit is answered without generating, and brings back what was
+               derived from its dialogue when it was generated (``Item.derived``)   (``Step.before``)
+    inspect    each dialogue's input statistics and language (a hit's, from ``Item.derived``): drift
+               metrics, warnings, or a refusal
     generate   the rest, through the router; a long dialogue in windows, then combined  (``Generation``:
                serving/long_dialogue.py)
     store      the new summaries into the cache; each answer recorded under its request_id, which
@@ -42,6 +44,11 @@ class Item:
     warnings: list[Notice] = field(default_factory=list)
     summary: Summary | None = None
     facts: dict = field(default_factory=dict)  # what a step learnt about the input, for the steps after it
+    # What a step derived from the dialogue text alone (with the served model, which keys the cache), as
+    # JSON-ready values under the step's own key: the response cache keeps it with the answer and hands it
+    # back on a hit, so the step may take it from here instead of deriving it again. The step that writes a
+    # value is the only one that reads it (the cache carries it without looking inside).
+    derived: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The flow's first step: each dialogue's input statistics and language (serving/flow.py ``inspect``).
+"""The flow's step after the cache lookup: each dialogue's input statistics and language (serving/flow.py ``inspect``).
 
     tokens            the model's tokenizer, special tokens included (what the backend will count)
     over_context      more tokens than the model's context: the model reads a cut dialogue
@@ -9,8 +9,15 @@
                       misspelt or foreign words, which the model has seen little of
 
 The statistics go into ``item.facts`` (for the steps after this one) and to an observer (the drift metrics,
-observability/drift.py). A dialogue in a language the service is not configured for (SUMMARIZER_LANGUAGES)
-gets a ``Notice(code="language")`` in its answer, or refuses the request with 422 unsupported_language
+observability/drift.py), and into ``item.derived`` with the method that computed them: the response cache
+keeps them with its answer, and a hit (looked up before this step) brings them back, so a repeated dialogue
+is neither tokenized nor identified again. They are a function of the dialogue, the model's tokenizer (the
+model's identity is in the cache key) and ``Inspector.method`` (the settings and the identifier's version):
+statistics made another way, or an entry without them, are computed again. Every request is still observed
+and gets the language policy, hits included.
+
+A dialogue in a language the service is not configured for (SUMMARIZER_LANGUAGES) gets a
+``Notice(code="language")`` in its answer, or refuses the request with 422 unsupported_language
 (SUMMARIZER_OTHER_LANGUAGES=refuse). Computed in the API process: about a millisecond per dialogue (bench in
 README, "Drift and language").
 """
@@ -20,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Callable, Literal, Sequence
 
 from serving.errors import ErrorCode
@@ -32,7 +39,8 @@ UNDETERMINED = "und"
 # The language is identified on the dialogue's first characters: enough to tell, and a 20,000-character
 # meeting costs no more than a chat.
 LANGUAGE_SAMPLE_CHARS = 2000
-INLINE_CHARS = 4000  # a request with more characters than this is inspected in a worker thread  # ISO 639-2's code for "undetermined"
+INLINE_CHARS = 4000  # a request with more characters than this is inspected in a worker thread
+STATISTICS = "input_statistics"  # the key in Item.facts (an InputStatistics) and Item.derived (its JSON form)
 # "Name: text" at a line's start; the colon followed by a space or the line's end ("10:30" is no speaker).
 SPEAKER = re.compile(r"^[ \t]*([^:\n]{1,40}?)[ \t]*:(?=[ \t]|$)", re.MULTILINE)
 
@@ -60,6 +68,21 @@ class InputStatistics:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, values: object) -> InputStatistics | None:
+        """The statistics ``as_dict`` gave, or None for anything else (another version's, a damaged entry)."""
+        if not isinstance(values, dict) or values.keys() != _STATISTICS_TYPES.keys():
+            return None
+        for name, kind in _STATISTICS_TYPES.items():
+            value = values[name]
+            if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+                return None
+        return cls(**values)
+
+
+_STATISTICS_TYPES = {f.name: {"int": int, "bool": bool, "str": str, "float": (int, float)}[f.type]
+                     for f in fields(InputStatistics)}
+
 
 class LanguageIdentifier:
     """py3langid's naive Bayes model (97 languages, 4.6 MB, in the wheel), probabilities normalised.
@@ -74,6 +97,7 @@ class LanguageIdentifier:
         self._model = Model.from_model_file(MODEL_FILE, norm_probs=True)  # ~1 s: once per process
         self._lock = threading.Lock()  # the model keeps no state per call, but is not documented thread-safe
         self.min_confidence, self.min_letters = min_confidence, min_letters
+        self.method = f"py3langid={_version('py3langid')};confidence={min_confidence};letters={min_letters}"
 
     def identify(self, dialogue: str) -> tuple[str, float]:
         text = SPEAKER.sub("", dialogue[:LANGUAGE_SAMPLE_CHARS])
@@ -91,6 +115,9 @@ class Inspector:
 
     def __init__(self, tokenizer, context_tokens: int, languages: LanguageIdentifier) -> None:
         self.tokenizer, self.context_tokens, self.languages = tokenizer, context_tokens, languages
+        # Everything besides the dialogue and the tokenizer that the statistics depend on: stored with them.
+        self.method = (f"pieces={FRAGMENT_PIECES};context={context_tokens};sample={LANGUAGE_SAMPLE_CHARS};"
+                       f"{languages.method}")
 
     def statistics(self, dialogue: str) -> InputStatistics:
         try:
@@ -137,17 +164,21 @@ class InputInspection(Step):
 
     async def before(self, items: Sequence[Item], call: Call) -> None:
         refused: list[tuple[int, InputStatistics]] = []
-        dialogues = [item.dialogue for item in items]
+        known = [self._known(item) for item in items]
+        dialogues = [item.dialogue for item, stats in zip(items, known) if stats is None]
         if sum(len(d) for d in dialogues) > INLINE_CHARS:  # a long meeting costs ~25 ms: off the event loop
-            computed = await asyncio.to_thread(lambda: [self.inspector.statistics(d) for d in dialogues])
+            computed = iter(await asyncio.to_thread(lambda: [self.inspector.statistics(d) for d in dialogues]))
         else:  # a chat costs ~1 ms, less than the hop to a thread and back under load
-            computed = [self.inspector.statistics(d) for d in dialogues]
-        for index, (item, stats) in enumerate(zip(items, computed)):
-            item.facts["input_statistics"] = stats
+            computed = iter([self.inspector.statistics(d) for d in dialogues])
+        for index, (item, stats) in enumerate(zip(items, known)):
+            if stats is None:
+                stats = next(computed)
+                item.derived[STATISTICS] = {"method": self.inspector.method, **stats.as_dict()}
+            item.facts[STATISTICS] = stats
             item.facts["input_tokens"] = stats.tokens
             item.facts["language"] = stats.language
             if self.observe is not None:
-                self.observe(stats)  # refused dialogues too: drift is about what clients send
+                self.observe(stats)  # refused dialogues and cache hits too: drift is about what clients send
             if self.policy.accepts(stats.language):
                 continue
             if self.policy.other == "refuse":
@@ -164,7 +195,23 @@ class InputInspection(Step):
                           f"{self.policy.expected()} only (SUMMARIZER_LANGUAGES)",
                           field=field, allowed=sorted(self.policy.languages))
 
+    def _known(self, item: Item) -> InputStatistics | None:
+        """The statistics a cache hit brought back, when made the way this inspector makes them."""
+        stored = item.derived.get(STATISTICS)
+        if not isinstance(stored, dict) or stored.get("method") != self.inspector.method:
+            return None
+        return InputStatistics.from_dict({k: v for k, v in stored.items() if k != "method"})
+
     def _warning(self, stats: InputStatistics) -> str:
         return (f"the dialogue looks like {language_name(stats.language)} ({stats.language}, confidence "
                 f"{stats.language_confidence:.2f}); the model was trained on {self.policy.expected()}: this "
                 "summary may be wrong or in the wrong language")
+
+
+def _version(distribution: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "unknown"
