@@ -10,9 +10,13 @@ Two tables, the same in both databases:
 
 Plain ``sqlite3`` and ``psycopg`` behind one small class: the SQL is the same but for the placeholder, so
 SQLAlchemy would add a dependency and no code saved. Every method blocks; the service calls them in a thread
-(``asyncio.to_thread``), never on the event loop. Several processes write at once (the API workers): SQLite
-in WAL mode lets readers go on while one writes, and ``busy_timeout`` makes a writer wait for the lock instead
-of failing. A commit is durable across a killed service process (SQLite: WAL, ``synchronous=NORMAL``;
+(``asyncio.to_thread``), never on the event loop, but for ``record_now``: an answer record written at once
+when nothing has to be waited for (SQLite, no other writer holding the lock), which costs less than the hop
+to a thread (README "Feedback"). Several processes write at once (the API workers): SQLite in WAL mode lets
+readers go on while one writes, and ``busy_timeout`` makes a writer wait for the lock instead of failing.
+SQLite copies its write-ahead log back into the database (a checkpoint, with an fsync) when the service
+calls ``checkpoint``, off the request path, rather than inside whichever commit fills the log past its
+1,000 pages (SQLite's default); ``WAL_BACKSTOP_PAGES`` still bounds the log should nobody call it. A commit is durable across a killed service process (SQLite: WAL, ``synchronous=NORMAL``;
 PostgreSQL: ``synchronous_commit=off`` for answer records); a feedback's commit is also waited onto disk
 (``synchronous=FULL``; PostgreSQL's default), so a power loss or a database crash does not take an accepted
 feedback either.
@@ -33,6 +37,10 @@ from typing import Any, Iterator, Sequence
 logger = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# A commit that finds the write-ahead log this long (4 KiB pages: ~40 MB) checkpoints it itself; the service's
+# own checkpoints (RecordAnswers, every second or so) keep it far shorter.
+WAL_BACKSTOP_PAGES = 10_000
+_WOULD_WAIT = object()
 
 
 @dataclass(frozen=True)
@@ -136,8 +144,22 @@ class FeedbackStore:
     def record(self, answers: Sequence[AnswerRecord]) -> None:
         """Keep these answers (a request_id already kept is left as it was)."""
         if answers:
-            self._write(lambda cur: cur.executemany(self._sql(_INSERT_ANSWER),
-                                                    [self._row(asdict(a)) for a in answers]))
+            self._write(self._insert(answers))
+
+    def _insert(self, answers: Sequence[AnswerRecord]):
+        rows = [self._row(asdict(a)) for a in answers]
+        return lambda cur: cur.executemany(self._sql(_INSERT_ANSWER), rows)
+
+    def record_now(self, answers: Sequence[AnswerRecord]) -> bool:
+        """``record``, if that needs no waiting (for another writer's lock, a connection, the network): True
+        when recorded, False when nothing was done (then ``record`` them in a thread). Only a store that can
+        tell overrides it."""
+        return False
+
+    def checkpoint(self) -> None:
+        """Whatever the database does in the background of writes (SQLite: its write-ahead log copied back
+        into the database); blocks. Nothing by default."""
+        return None
 
     def submit(self, request_id: str, rating: str, corrected_summary: str | None, comment: str | None,
                ) -> tuple[FeedbackRecord, bool]:
@@ -192,8 +214,10 @@ class FeedbackStore:
     def _connect(self):
         raise NotImplementedError
 
-    def _begin(self, cur, durable: bool) -> None:
+    def _begin(self, cur, durable: bool, wait: bool = True) -> bool:
+        """Begins a write transaction; False (nothing begun) when ``wait`` is False and it would have to wait."""
         cur.execute("BEGIN")
+        return True
 
     def _row(self, values: dict) -> tuple:
         return tuple(values.values())
@@ -210,24 +234,30 @@ class FeedbackStore:
 
     def _write(self, work, durable: bool = False):
         with self._lock:
+            return self._locked_write(work, durable, wait=True)
+
+    def _locked_write(self, work, durable: bool, wait: bool):
+        """``work`` in a transaction, under ``self._lock``; ``_WOULD_WAIT`` when not ``wait`` and the
+        transaction could not begin at once (see ``_begin``)."""
+        try:
+            conn = self._connection()
+            cur = conn.cursor()
             try:
-                conn = self._connection()
-                cur = conn.cursor()
-                try:
-                    self._begin(cur, durable)
-                    result = work(cur)
-                    cur.execute("COMMIT")
-                    return result
-                except BaseException:
-                    _rollback(cur)
-                    raise
-                finally:
-                    cur.close()
-            except UnknownRequest:
+                if not self._begin(cur, durable, wait):
+                    return _WOULD_WAIT
+                result = work(cur)
+                cur.execute("COMMIT")
+                return result
+            except BaseException:
+                _rollback(cur)
                 raise
-            except Exception as exc:
-                self._broken()
-                raise StoreUnavailable(f"{self.description}: {type(exc).__name__}: {exc}") from exc
+            finally:
+                cur.close()
+        except UnknownRequest:
+            raise
+        except Exception as exc:
+            self._broken()
+            raise StoreUnavailable(f"{self.description}: {type(exc).__name__}: {exc}") from exc
 
     def _read(self, sql: str, params: tuple) -> list[tuple]:
         with self._lock:
@@ -257,6 +287,8 @@ class SQLiteStore(FeedbackStore):
         super().__init__()
         self.path = Path(path)
         self.description = f"feedback store {self.path}"
+        self._checkpoint_lock = threading.Lock()
+        self._checkpointer: sqlite3.Connection | None = None
 
     def _connect(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -270,6 +302,7 @@ class SQLiteStore(FeedbackStore):
                 raise sqlite3.OperationalError(f"{self.path} cannot use WAL (journal mode {mode}); "
                                                "put SUMMARIZER_FEEDBACK_PATH on a local file system")
             conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES}")  # ``checkpoint`` does it
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("BEGIN IMMEDIATE")  # two workers starting at once create the tables one after the other
             for statement in SCHEMA:
@@ -280,10 +313,61 @@ class SQLiteStore(FeedbackStore):
             raise
         return conn
 
-    def _begin(self, cur, durable: bool) -> None:
+    def record_now(self, answers: Sequence[AnswerRecord]) -> bool:
+        """Recorded at once when this process is connected, no thread of it is using the connection and no
+        other process holds the write lock (a commit without fsync: ~0.05 ms); False otherwise."""
+        if not answers:
+            return True
+        if self._conn is None or not self._lock.acquire(blocking=False):
+            return False
+        try:
+            return self._locked_write(self._insert(answers), durable=False, wait=False) is not _WOULD_WAIT
+        finally:
+            self._lock.release()
+
+    def checkpoint(self) -> None:
+        """The write-ahead log copied back into the database as far as no reader still needs it (PASSIVE:
+        waits for nobody), on a connection of its own: records go on meanwhile. Blocks for its fsyncs."""
+        with self._checkpoint_lock:
+            if not self.path.exists():
+                return
+            try:
+                if self._checkpointer is None:
+                    self._checkpointer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except Exception as exc:
+                self._close_checkpointer()
+                raise StoreUnavailable(f"{self.description}: checkpoint: {type(exc).__name__}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._checkpoint_lock:
+            self._close_checkpointer()
+        super().close()
+
+    def _close_checkpointer(self) -> None:
+        if self._checkpointer is not None:
+            try:
+                self._checkpointer.close()
+            except Exception:  # noqa: BLE001 - it is being thrown away
+                pass
+            self._checkpointer = None
+
+    def _begin(self, cur, durable: bool, wait: bool = True) -> bool:
         # FULL for feedback: its commit is synced to disk before the 200 (a power loss keeps it too).
         cur.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
-        cur.execute("BEGIN IMMEDIATE")  # the write lock first: no deadlock between a read and a later write
+        if wait:
+            cur.execute("BEGIN IMMEDIATE")  # the write lock first: no deadlock between a read and a later write
+            return True
+        cur.execute("PRAGMA busy_timeout = 0")  # another process holds the write lock: SQLITE_BUSY at once
+        try:
+            cur.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):  # extended codes too
+                return False
+            raise
+        finally:
+            cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        return True
 
 
 class PostgresStore(FeedbackStore):
@@ -298,12 +382,13 @@ class PostgresStore(FeedbackStore):
         # PostgreSQL's text cannot hold NUL, which JSON can carry ("\u0000"): kept as U+FFFD, as a decoder would.
         return tuple(v.replace("\x00", "\ufffd") if isinstance(v, str) else v for v in values.values())
 
-    def _begin(self, cur, durable: bool) -> None:
+    def _begin(self, cur, durable: bool, wait: bool = True) -> bool:
         cur.execute("BEGIN")
         if not durable:
             # As SQLite's synchronous=NORMAL: an answer record is not waited onto disk (a crash of the database
             # server may lose its last ~0.6 s of them; a killed service loses none). Feedback is waited for.
             cur.execute("SET LOCAL synchronous_commit = off")
+        return True
 
     def _connect(self):
         import psycopg  # only where PostgreSQL is configured
