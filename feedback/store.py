@@ -16,8 +16,10 @@ to a thread (README "Feedback"). Several processes write at once (the API worker
 readers go on while one writes, and ``busy_timeout`` makes a writer wait for the lock instead of failing.
 SQLite copies its write-ahead log back into the database (a checkpoint, with an fsync) when the service
 calls ``checkpoint``, off the request path, rather than inside whichever commit fills the log past its
-1,000 pages (SQLite's default); ``WAL_BACKSTOP_PAGES`` still bounds the log should nobody call it. A commit is durable across a killed service process (SQLite: WAL, ``synchronous=NORMAL``;
-PostgreSQL: ``synchronous_commit=off`` for answer records); a feedback's commit is also waited onto disk
+1,000 pages (SQLite's default); ``WAL_BACKSTOP_PAGES`` still bounds the log should nobody call it.
+
+A commit is durable across a killed service process (SQLite: WAL, ``synchronous=NORMAL``; PostgreSQL:
+``synchronous_commit=off`` for answer records); a feedback's commit is also waited onto disk
 (``synchronous=FULL``; PostgreSQL's default), so a power loss or a database crash does not take an accepted
 feedback either.
 """

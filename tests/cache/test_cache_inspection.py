@@ -10,9 +10,9 @@ import asyncio
 import pytest
 
 from cache import MemoryStore, ResponseCache, cache_key
-from serving.flow import Call, Flow, Refusal
-from serving.inspection import STATISTICS, InputInspection, InputStatistics, Inspector, LanguageIdentifier, \
-    LanguagePolicy
+from serving.flow import Call, Flow, Item, Refusal
+from serving.inspection import (STATISTICS, InputInspection, InputStatistics, Inspector, LanguageIdentifier,
+                                LanguagePolicy)
 from serving.protocol import Summary
 from serving.tokenization import ModelTokenizer
 from tests.serving.test_inspection import FOREIGN, MODEL_DIR, SETTINGS
@@ -123,8 +123,6 @@ def test_damaged_statistics_are_not_used(damage):
 
 
 def test_statistics_travel_in_item_derived_as_json(inspector):
-    from serving.flow import Item
-
     step = InputInspection(inspector, LanguagePolicy(frozenset({"en"}), "warn"))
     item = Item(ENGLISH)
     asyncio.run(step.before([item], Call("m:1", SETTINGS, "/summarize")))

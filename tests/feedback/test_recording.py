@@ -12,6 +12,7 @@ import logging
 import shutil
 import sqlite3
 import time
+from dataclasses import replace
 
 from feedback.recording import RecordAnswers
 from feedback.store import WAL_BACKSTOP_PAGES, SQLiteStore
@@ -83,12 +84,12 @@ def test_an_answer_is_recorded_at_once_unless_another_writer_holds_the_lock(tmp_
     store = SQLiteStore(path)
     [first] = record(store, 1)  # the first connects (in a thread: it may wait for another worker's schema)
     answer = store.answer(first)
-    assert store.record_now([answer.__class__(**{**answer.__dict__, "request_id": "at-once"})])
+    assert store.record_now([replace(answer, request_id="at-once")])
     assert store.answer("at-once") is not None
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # another API worker writing
     started = time.perf_counter()
-    assert not store.record_now([answer.__class__(**{**answer.__dict__, "request_id": "later"})])
+    assert not store.record_now([replace(answer, request_id="later")])
     assert time.perf_counter() - started < 0.5  # told at once, not after the busy timeout
 
     async def answered_while_locked():
