@@ -34,6 +34,12 @@ def test_placeholders_already_in_the_dialogue_are_kept_and_unknown_ones_left_as_
     assert speakers.restore("#Person1# welcomes #Person2#. #Person3# waits.") == "#Person1# welcomes Mia. #Person3# waits."
 
 
+def test_a_one_letter_speaker_is_replaced_where_it_speaks_only():
+    dialogue = "A: Hi Tom, A friend of mine has a puppy.\nB: A puppy!\nA: Yes."
+    assert SpeakerNames.of(dialogue).hide(dialogue) == (
+        "#Person1#: Hi Tom, A friend of mine has a puppy.\n#Person2#: A puppy!\n#Person1#: Yes.")
+
+
 def test_a_dialogue_without_named_speakers_is_unchanged():
     for text in ["just a sentence without turns", "#Person1#: Hi\n#Person2#: Hello", "10:30: the meeting starts"]:
         speakers = SpeakerNames.of(text)
