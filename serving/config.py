@@ -110,7 +110,7 @@ class ServingConfig(BaseSettings):
     long_dialogues: bool = True
     # Most tokens of a window, special tokens included; above the model's context, the context. Chosen by
     # bench/long_dialogue.py on the default model (README, "Long dialogues").
-    long_window_tokens: Annotated[int, Field(ge=16, le=100_000)] = 256
+    long_window_tokens: Annotated[int, Field(ge=16, le=100_000)] = 128
     # A joined summary longer than this is summarized again, in windows (at most LONG_MAX_ROUNDS rounds in all).
     long_summary_tokens: Annotated[int, Field(ge=16, le=100_000)] = 1024
     long_max_rounds: Annotated[int, Field(ge=1, le=10)] = 3

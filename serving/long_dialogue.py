@@ -2,7 +2,10 @@
 
 A dialogue that fits one window is one job, as before. A longer one is split at speaker turns (lines) into
 windows of at most ``window_tokens`` tokens, counted with the model's own tokenizer, special tokens included
-(so the engine never cuts a window). A single turn longer than a window is split at sentence boundaries, each
+(so the engine never cuts a window): as few windows as packing them full needs, with the cuts placed where the
+talk changes topic most (the least lexical similarity between the turns before and after a cut; see
+``_cut_at_topic_shifts``), so that a window holds one conversation rather than the end of one and the start of
+the next. A single turn longer than a window is split at sentence boundaries, each
 piece after the first prefixed with the turn's speaker ("Amanda: "), so the model still knows who speaks; a
 sentence longer than a window is cut at the last space that fits (at any character as the very last resort).
 Nothing is dropped: every character of the dialogue but line breaks and the spaces at a cut is in a window.
@@ -17,8 +20,11 @@ most ``max_rounds`` rounds in all, and only while a round makes it shorter.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import math
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -37,7 +43,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+")
 class LongDialogueSettings:
     """How long dialogues are read (SUMMARIZER_LONG_* in serving/config.py)."""
 
-    window_tokens: int = 256
+    window_tokens: int = 128
     summary_tokens: int = 1024
     max_rounds: int = 3
 
@@ -92,38 +98,31 @@ class WindowSplitter:
         one long turn on the same line (a window that begins inside a turn begins with its speaker).
 
         Packed by adding up the units' own token counts (one batch encode), which is exact for byte-level
-        BPE tokenizers (BART's, GPT-2's: a line break is a token of its own), and balanced; every window is
-        then counted whole, and where a tokenizer merges across a join the units are packed again, greedily,
+        BPE tokenizers (BART's, GPT-2's: a line break is a token of its own), with the cuts at topic shifts;
+        every window is then counted whole, and where a tokenizer merges across a join the units are packed again, greedily,
         by counting each grown window (exact; a window's worth of tokens encoded per unit)."""
         windows = self._pack_by_sum(units)
         if all(n <= self.window_tokens for n in self.count([window.text for window in windows])):
             return windows
         return self._pack_counting(units)
 
-    def _pack_by_sum(self, units: list[_Unit], balanced: bool = True) -> list[Window]:
-        """Balanced: as few windows as greedy packing needs, with the smallest largest window that still
-        needs no more (so the last window is not a few lines left over, summarized on their own)."""
+    def _pack_by_sum(self, units: list[_Unit], by_topic: bool = True) -> list[Window]:
+        """As few windows as greedy packing needs; by topic: with the cuts where the talk changes most."""
         special = self._tokens("")
         line_break = self._tokens("\n") - special
         alone = [n - special for n in self.count([u.speaker + u.text for u in units])]  # starting a line
         after = [n - special for n in self.count([" " + u.text for u in units])]  # going on the line before
         windows = self._greedy(units, alone, after, line_break, self.window_tokens - special)
-        if not balanced:
+        if not by_topic or len(windows) == 1:
             return windows
-        low, high = 0, self.window_tokens - special  # high packs into len(windows) windows; low is too small
-        while high - low > 1:
-            middle = (low + high) // 2
-            if len(self._greedy(units, alone, after, line_break, middle, at_most=len(windows))) <= len(windows):
-                high = middle
-            else:
-                low = middle
-        return self._greedy(units, alone, after, line_break, high)
+        joined = [0] + [after[i] if units[i].continues else line_break + alone[i] for i in range(1, len(units))]
+        starts = _cut_at_topic_shifts(units, alone, joined, self.window_tokens - special, len(windows))
+        return [_window(units[start:end]) for start, end in zip(starts, [*starts[1:], len(units)])]
 
     @staticmethod
-    def _greedy(units: list[_Unit], alone: list[int], after: list[int], line_break: int, limit: int,
-                at_most: int | None = None) -> list[Window]:
+    def _greedy(units: list[_Unit], alone: list[int], after: list[int], line_break: int, limit: int) -> list[Window]:
         """Units in order, a new window when the next would take this one past ``limit`` tokens (a unit
-        longer than ``limit`` gets a window of its own); stops after ``at_most`` + 1 windows."""
+        longer than ``limit`` gets a window of its own)."""
         windows: list[Window] = []
         lines: list[str] = []
         pieces: list[str] = []
@@ -140,8 +139,6 @@ class WindowSplitter:
                     used = grown
                     continue
                 windows.append(Window("\n".join(lines), tuple(pieces)))
-                if at_most is not None and len(windows) > at_most:
-                    return windows
             lines, pieces, used = [unit.speaker + unit.text], [unit.piece], n_alone
         if lines:
             windows.append(Window("\n".join(lines), tuple(pieces)))
@@ -207,6 +204,86 @@ class WindowSplitter:
             middle = (fits + too_long) // 2
             fits, too_long = (middle, too_long) if self.fits(prefix + text[:middle]) else (fits, middle)
         return max(fits, 1)
+
+
+def _window(units: Sequence[_Unit]) -> Window:
+    """Units as the model reads them: turns on their own lines, the pieces of one long turn on one line."""
+    lines: list[str] = []
+    for unit in units:
+        if lines and unit.continues:
+            lines[-1] = f"{lines[-1]} {unit.text}"
+        else:
+            lines.append(unit.speaker + unit.text)
+    return Window("\n".join(lines), tuple(unit.piece for unit in units))
+
+
+# Words that say nothing about what is talked about (they are in every topic); the rest is compared.
+_STOP_WORDS = frozenset("""
+a about after again all also am an and any are as at be because been before being but by can could did do does
+doing don down for from get gets getting go goes going good got had has have having he her here him his how i if
+in into is it its just know let like me more much my no not now of off oh ok okay on one only or our out over
+please really right said say see she should so some sure tell than thank thanks that the their them then there
+these they think this those to too up us very want was we well were what when where which who why will with would
+yeah yes you your
+""".split())
+_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
+_TOPIC_BLOCK = 5  # turns on each side of a boundary compared (TextTiling's block): a few turns, not one reply
+
+
+def _content_words(unit: _Unit) -> Counter[str]:
+    """What a turn talks about: its words but the stop words, without the speaker's name (every topic has it)."""
+    speaker = _SPEAKER.match(unit.text)
+    said = unit.text[speaker.end():] if speaker else unit.text
+    return Counter(w for w in map(str.lower, _WORD.findall(said)) if len(w) > 2 and w not in _STOP_WORDS)
+
+
+def _cosine(a: Counter[str], b: Counter[str]) -> float:
+    if not a or not b:
+        return 0.0
+    dot = sum(n * b[word] for word, n in a.items() if word in b)
+    return dot / math.sqrt(sum(n * n for n in a.values()) * sum(n * n for n in b.values()))
+
+
+def _gap_similarity(units: Sequence[_Unit]) -> list[float]:
+    """For each gap before unit i (i >= 1), how alike the talk is on both sides (TextTiling, Hearst 1997):
+    the cosine of the content-word counts of the ``_TOPIC_BLOCK`` turns before and after; low at a new topic."""
+    words = [_content_words(unit) for unit in units]
+    similarity = [0.0]
+    for gap in range(1, len(units)):
+        similarity.append(_cosine(sum(words[max(0, gap - _TOPIC_BLOCK):gap], Counter()),
+                                  sum(words[gap:gap + _TOPIC_BLOCK], Counter())))
+    return similarity
+
+
+def _cut_at_topic_shifts(units: Sequence[_Unit], alone: Sequence[int], joined: Sequence[int], limit: int,
+                         windows: int) -> list[int]:
+    """The first unit of each of ``windows`` windows of at most ``limit`` tokens, with the least similarity
+    summed over the cuts (dynamic programming over cut positions). A window that straddles two topics gets a
+    summary of one of them (the model was trained on single conversations): measured in bench/long_dialogue.py.
+
+    ``alone[i]``: unit i's tokens when it starts a window; ``joined[i]``: what it adds to the window before.
+    A cut inside a long turn (between its pieces) costs more than any cut between turns: only when needed."""
+    n = len(units)
+    cost = [2.0 if unit.continues else similarity for unit, similarity in zip(units, _gap_similarity(units))]
+    prefix = list(itertools.accumulate(joined, initial=0))
+    inf = math.inf
+    # best[c][j]: the least cost of the units before j in c windows; start[c][j]: where the last one starts
+    best = [[inf] * (n + 1) for _ in range(windows + 1)]
+    start = [[0] * (n + 1) for _ in range(windows + 1)]
+    best[0][0] = 0.0
+    for end in range(1, n + 1):
+        first = end - 1
+        while first >= 0 and (first == end - 1 or alone[first] + prefix[end] - prefix[first + 1] <= limit):
+            for c in range(1, windows + 1):
+                before = best[c - 1][first] + (cost[first] if first else 0.0)
+                if before < best[c][end]:
+                    best[c][end], start[c][end] = before, first
+            first -= 1
+    starts, end = [], n
+    for c in range(windows, 0, -1):
+        end = start[c][end]
+        starts.append(end)
+    return starts[::-1]
 
 
 def token_counter(tokenizer: ModelTokenizer) -> Callable[[Sequence[str]], list[int]]:

@@ -56,13 +56,33 @@ def test_windows_keep_whole_turns_in_order_and_each_fits(tokenizer, meeting, win
         # every window is whole turns, and the windows' turns are the dialogue's, in order: nothing dropped
         assert [line for w in windows for line in w.text.split("\n")] == lines
     assert words(" ".join(p for w in windows for p in w.pieces)) == words(meeting)
-    # as few windows as packing each as full as it goes, and balanced: the largest no larger than there
+    # as few windows as packing each as full as it goes (the cuts are then placed by topic)
     splitter = WindowSplitter(token_counter(tokenizer), window_tokens)
     greedy = splitter._pack_counting(splitter.units(meeting))
     for w, after in zip(greedy, greedy[1:]):
         assert not splitter.fits(w.text + "\n" + after.text.split("\n")[0])
     assert len(windows) == len(greedy)
-    assert max(tokens(tokenizer, w.text) for w in windows) <= max(tokens(tokenizer, w.text) for w in greedy)
+
+
+def test_windows_are_cut_where_the_topic_changes(tokenizer):
+    # two conversations of 8 turns each in two windows: packing by size alone fills the first window past the
+    # end of the first conversation; by topic, the cut falls between them
+    cooking = ["Ann: Shall we bake the bread with rye flour?", "Bob: Rye flour makes the bread heavy.",
+               "Ann: Then wheat flour, and more yeast for the dough.", "Bob: The dough needs an hour to rise.",
+               "Ann: I will heat the oven for the bread.", "Bob: Bake the loaf until the crust is brown.",
+               "Ann: The crust of my last loaf burned in the oven.", "Bob: Lower the oven, the bread bakes longer."]
+    car = ["Ann: My car makes a noise when I brake.", "Bob: The brake pads of your car may be worn.",
+           "Ann: The garage said the tyres are worn too.", "Bob: New tyres and brake pads cost a lot.",
+           "Ann: The car also needs an oil change at the garage.", "Bob: Change the oil and the filter together.",
+           "Ann: Can the garage check the engine of the car?", "Bob: The engine noise may be the brake again."]
+    dialogue = "\n".join(cooking + car)
+    splitter = WindowSplitter(token_counter(tokenizer), tokens(tokenizer, "\n".join(cooking + car[:2])))
+    by_size = splitter._pack_by_sum(splitter.units(dialogue), by_topic=False)
+    windows = splitter.split(dialogue)
+    assert len(by_size) == 2 and by_size[0].text.endswith(car[1])
+    assert [w.text for w in windows] == ["\n".join(cooking), "\n".join(car)]
+    assert all(tokens(tokenizer, w.text) <= splitter.window_tokens for w in windows)
+    assert [line for w in windows for line in w.text.split("\n")] == cooking + car
 
 
 def test_a_turn_longer_than_a_window_is_split_at_sentences_with_its_speaker(tokenizer):
@@ -195,7 +215,7 @@ def test_a_window_never_exceeds_the_model_context(tokenizer):
 def test_the_settings_and_the_switch():
     from serving.config import ServingConfig
 
-    assert ServingConfig.load({}).long_dialogue == LongDialogueSettings(window_tokens=256, summary_tokens=1024,
+    assert ServingConfig.load({}).long_dialogue == LongDialogueSettings(window_tokens=128, summary_tokens=1024,
                                                                         max_rounds=3)
     assert ServingConfig.load({"SUMMARIZER_LONG_DIALOGUES": "false"}).long_dialogue is None
     chosen = ServingConfig.load({"SUMMARIZER_LONG_WINDOW_TOKENS": "300", "SUMMARIZER_LONG_MAX_ROUNDS": "1"})
@@ -230,7 +250,7 @@ def test_packing_by_adding_counts_is_packing_by_counting_windows(tokenizer, meet
     for text in (meeting, meeting + "\n" + long_turn + "\nAnna: OK."):
         units = splitter.units(text)
         assert any(unit.continues for unit in units) or text == meeting  # pieces of a long turn too
-        assert splitter._pack_by_sum(units, balanced=False) == splitter._pack_counting(units)
+        assert splitter._pack_by_sum(units, by_topic=False) == splitter._pack_counting(units)
 
 
 def test_a_tokenizer_that_merges_across_joins_still_gets_windows_that_fit():
