@@ -30,7 +30,7 @@ from bench.common import busy_warning, fmt, log, machine_info, now_iso, write_re
 
 SEED = 14
 DEFAULT_KS = (2, 4, 8)
-DEFAULT_WINDOWS = (128, 256, 512, 1024)
+DEFAULT_WINDOWS = (160, 192, 256, 512)
 REQUEST_ITEMS = 8  # long dialogues per flow call, as one /summarize_batch request of 8
 
 

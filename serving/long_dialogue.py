@@ -98,9 +98,9 @@ class WindowSplitter:
         one long turn on the same line (a window that begins inside a turn begins with its speaker).
 
         Packed by adding up the units' own token counts (one batch encode), which is exact for byte-level
-        BPE tokenizers (BART's, GPT-2's: a line break is a token of its own), with the cuts at topic shifts;
-        every window is then counted whole, and where a tokenizer merges across a join the units are packed again, greedily,
-        by counting each grown window (exact; a window's worth of tokens encoded per unit)."""
+        BPE tokenizers (BART's, GPT-2's: a line break is a token of its own), with the cuts at topic
+        shifts; every window is then counted whole, and where a tokenizer merges across a join the units are
+        packed again, greedily, by counting each grown window (exact; a window's worth of tokens encoded per unit)."""
         windows = self._pack_by_sum(units)
         if all(n <= self.window_tokens for n in self.count([window.text for window in windows])):
             return windows
@@ -120,7 +120,8 @@ class WindowSplitter:
         return [_window(units[start:end]) for start, end in zip(starts, [*starts[1:], len(units)])]
 
     @staticmethod
-    def _greedy(units: list[_Unit], alone: list[int], after: list[int], line_break: int, limit: int) -> list[Window]:
+    def _greedy(units: list[_Unit], alone: list[int], after: list[int], line_break: int,
+                limit: int) -> list[Window]:
         """Units in order, a new window when the next would take this one past ``limit`` tokens (a unit
         longer than ``limit`` gets a window of its own)."""
         windows: list[Window] = []
