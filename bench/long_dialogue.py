@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     router = engine_router(engine)
     config = ServingConfig.load()
     window = args.window or config.long_window_tokens
-    service = LongDialogueSettings(window_tokens=window, summary_tokens=config.long_summary_tokens,
+    service = LongDialogueSettings(window_tokens=window, long_from_tokens=config.long_from_tokens,
+                                   summary_tokens=config.long_summary_tokens,
                                    max_rounds=config.long_max_rounds)
     resummarize = [window] if args.resummarize is None else args.resummarize
     rows = []

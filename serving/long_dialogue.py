@@ -1,6 +1,7 @@
 """Long dialogues: read in windows that fit the model, summarized together, the summaries combined.
 
-A dialogue that fits one window is one job, as before. A longer one is split at speaker turns (lines) into
+A dialogue of up to ``long_from_tokens`` is one job, as before: a single conversation scores higher read whole
+than in windows. A longer one is split at speaker turns (lines) into
 windows of at most ``window_tokens`` tokens, counted with the model's own tokenizer, special tokens included
 (so the engine never cuts a window): as few windows as packing them full needs, with the cuts placed where the
 talk changes topic most (the least lexical similarity between the turns before and after a cut; see
@@ -44,6 +45,7 @@ class LongDialogueSettings:
     """How long dialogues are read (SUMMARIZER_LONG_* in serving/config.py)."""
 
     window_tokens: int = 128
+    long_from_tokens: int = 512  # a dialogue up to this long is read whole, as the model was trained to
     summary_tokens: int = 1024
     max_rounds: int = 3
 
@@ -302,9 +304,12 @@ class LongDialogues:
         self.router = router
         self.settings = settings
         self.splitter = None
+        self.whole_tokens = context_tokens
         if settings is not None:
             window = min(settings.window_tokens, context_tokens)  # a window the engine would cut is no window
             self.splitter = WindowSplitter(token_counter(tokenizer), window)
+            # read whole up to long_from_tokens (never past the context), in windows past it
+            self.whole_tokens = max(window, min(settings.long_from_tokens, context_tokens))
 
     async def __call__(self, items: Sequence[Item], call: Call) -> None:
         rounds: list[Routed] = []
@@ -346,7 +351,12 @@ class LongDialogues:
                                                generated_tokens=long.generated_tokens))
 
     def _split(self, dialogue: str) -> list[Window]:
-        return [Window(dialogue, (dialogue,))] if self.splitter is None else self.splitter.split(dialogue)
+        """One window (the dialogue as it is) up to ``whole_tokens``; past it, windows of ``window_tokens``.
+        Two sizes, measured apart (bench/long_dialogue.py): a single conversation read whole scores higher
+        than in small windows, a meeting of several higher in small windows than in large ones."""
+        if self.splitter is None or self.splitter.count([dialogue])[0] <= self.whole_tokens:
+            return [Window(dialogue, (dialogue,))]
+        return self.splitter.split(dialogue)
 
     async def _combine(self, todo: list[_Long], call: Call, rounds: list[Routed]) -> None:
         """Summarize the joined summaries again, in windows, while longer than the target (bounded rounds)."""
