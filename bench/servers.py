@@ -39,9 +39,11 @@ def private_home(directory: Path) -> Path:
 def summarizer_server(name: str, model: str, log_dir: Path, **env: str) -> ManagedProcess:
     """``bentoml serve service:DialogueSummarizer`` (not started) on ``model``, ``SUMMARIZER_*`` from ``env``.
     The response cache is off unless ``env`` says otherwise: the benchmarks send the same dialogues many times
-    and measure generation (bench/cache.py measures the cache)."""
+    and measure generation (bench/cache.py measures the cache). So are long dialogues' windows: the baselines
+    beside the service (direct generate(), FastAPI + pipeline) read a dialogue in one call, and the service
+    must do the same work to be compared (bench/long_dialogue.py measures the windows)."""
     full_env = {"SUMMARIZER_MODEL": model, "BENTOML_HOME": str(private_home(log_dir / f"home-{name}")),
-                "SUMMARIZER_CACHE": "off", **env}
+                "SUMMARIZER_CACHE": "off", "SUMMARIZER_LONG_DIALOGUES": "false", **env}
     return bentoml_serve(log_dir / f"{name}.log", full_env, name=name)
 
 

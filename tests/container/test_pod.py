@@ -26,8 +26,9 @@ def test_the_pod_runs_read_only_as_its_user_without_privileges(pod):
 
 def test_only_the_pods_volumes_are_writable_with_their_size_limits(pod):
     tmpfs = {spec.split(":")[0]: spec for spec in option_values(pod.options, "--tmpfs")}
-    assert set(tmpfs) == {"/tmp", "/var/lib/bentoml"}
+    assert set(tmpfs) == {"/tmp", "/var/lib/bentoml", "/var/lib/summarizer/feedback"}
     assert f"size={512 * 2**20}" in tmpfs["/tmp"] and f"size={64 * 2**20}" in tmpfs["/var/lib/bentoml"]
+    assert f"size={2 * 2**30}" in tmpfs["/var/lib/summarizer/feedback"]  # the feedback store's own volume
 
 
 def test_limits_environment_port_and_grace_period_come_from_the_manifests(pod):
