@@ -113,7 +113,7 @@ class ServingConfig(BaseSettings):
     long_window_tokens: Annotated[int, Field(ge=16, le=100_000)] = 128
     # A dialogue up to this many tokens is read whole (one job, capped at the model's context); a longer one in
     # windows of LONG_WINDOW_TOKENS. Chosen by bench/long_dialogue.py (README, "Long dialogues").
-    long_from_tokens: Annotated[int, Field(ge=16, le=100_000)] = 512
+    long_from_tokens: Annotated[int, Field(ge=16, le=100_000)] = 320
     # A joined summary longer than this is summarized again, in windows (at most LONG_MAX_ROUNDS rounds in all).
     long_summary_tokens: Annotated[int, Field(ge=16, le=100_000)] = 1024
     long_max_rounds: Annotated[int, Field(ge=1, le=10)] = 3
