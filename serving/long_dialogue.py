@@ -118,7 +118,7 @@ class WindowSplitter:
         if not by_topic or len(windows) == 1:
             return windows
         joined = [0] + [after[i] if units[i].continues else line_break + alone[i] for i in range(1, len(units))]
-        starts = _cut_at_topic_shifts(units, alone, joined, self.window_tokens - special, len(windows))
+        starts = _cut_at_topic_shifts(units, alone, joined, self.window_tokens - special)
         return [_window(units[start:end]) for start, end in zip(starts, [*starts[1:], len(units)])]
 
     @staticmethod
@@ -258,33 +258,33 @@ def _gap_similarity(units: Sequence[_Unit]) -> list[float]:
     return similarity
 
 
-def _cut_at_topic_shifts(units: Sequence[_Unit], alone: Sequence[int], joined: Sequence[int], limit: int,
-                         windows: int) -> list[int]:
-    """The first unit of each of ``windows`` windows of at most ``limit`` tokens, with the least similarity
-    summed over the cuts (dynamic programming over cut positions). A window that straddles two topics gets a
-    summary of one of them (the model was trained on single conversations): measured in bench/long_dialogue.py.
+def _cut_at_topic_shifts(units: Sequence[_Unit], alone: Sequence[int], joined: Sequence[int],
+                         limit: int) -> list[int]:
+    """The first unit of each window of at most ``limit`` tokens: as few windows as fit (what greedy packing
+    gives), and among those cuts the ones with the least similarity summed (dynamic programming over cut
+    positions). A window that straddles two topics gets a summary of one of them (the model was trained on
+    single conversations): measured in bench/long_dialogue.py.
 
     ``alone[i]``: unit i's tokens when it starts a window; ``joined[i]``: what it adds to the window before.
-    A cut inside a long turn (between its pieces) costs more than any cut between turns: only when needed."""
+    A cut inside a long turn (between its pieces) costs more than any cut between turns: only when needed.
+    Each window costs more than all cuts can (so the fewest windows come first) and there is no count
+    dimension: the work is units x units per window, linear in the dialogue's length."""
     n = len(units)
     cost = [2.0 if unit.continues else similarity for unit, similarity in zip(units, _gap_similarity(units))]
+    per_window = 2.0 * n + 1.0
     prefix = list(itertools.accumulate(joined, initial=0))
-    inf = math.inf
-    # best[c][j]: the least cost of the units before j in c windows; start[c][j]: where the last one starts
-    best = [[inf] * (n + 1) for _ in range(windows + 1)]
-    start = [[0] * (n + 1) for _ in range(windows + 1)]
-    best[0][0] = 0.0
+    best = [0.0] + [math.inf] * n  # best[j]: the least cost of the units before j in whole windows
+    start = [0] * (n + 1)  # start[j]: where the last of those windows starts
     for end in range(1, n + 1):
         first = end - 1
         while first >= 0 and (first == end - 1 or alone[first] + prefix[end] - prefix[first + 1] <= limit):
-            for c in range(1, windows + 1):
-                before = best[c - 1][first] + (cost[first] if first else 0.0)
-                if before < best[c][end]:
-                    best[c][end], start[c][end] = before, first
+            total = best[first] + per_window + (cost[first] if first else 0.0)
+            if total < best[end]:
+                best[end], start[end] = total, first
             first -= 1
     starts, end = [], n
-    for c in range(windows, 0, -1):
-        end = start[c][end]
+    while end > 0:
+        end = start[end]
         starts.append(end)
     return starts[::-1]
 
