@@ -150,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     for k in args.ks:
         variants = [("truncation", None), (f"windows {window}", service)]
         if k == args.sweep_k:
-            variants += [(f"windows {w}", LongDialogueSettings(window_tokens=w, long_from_tokens=config.long_from_tokens))
+            variants += [(f"windows {w}", LongDialogueSettings(window_tokens=w,
+                                                               long_from_tokens=config.long_from_tokens))
                          for w in args.windows if w != window]
             # summary_tokens 16: every join is longer, so it is summarized again (one more round at most)
             variants += [(f"re-summarized {w}", LongDialogueSettings(window_tokens=w, summary_tokens=16,
