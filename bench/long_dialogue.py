@@ -10,7 +10,8 @@ joins the r-th ones; the score is the best of the three, as in the suite). Every
 backend runs it), through the service's ``Router``; only the HTTP hop is left out:
 
     truncation        every dialogue one job, cut to the model's context (SUMMARIZER_LONG_DIALOGUES=false)
-    windows W         windows of at most W tokens, the window summaries joined (the service's combination);
+    windows W         a dialogue longer than SUMMARIZER_LONG_FROM_TOKENS in windows of at most W tokens, the
+                      window summaries joined (the service's combination);
                       the service's window at every k, the others (--windows) at k = 4 only
     re-summarized W   the same, then the join summarized again (what "combine" could mean instead), at k = 4
 
@@ -30,7 +31,7 @@ from bench.common import busy_warning, fmt, log, machine_info, now_iso, write_re
 
 SEED = 14
 DEFAULT_KS = (2, 4, 8)
-DEFAULT_WINDOWS = (128, 256, 512, 1024)
+DEFAULT_WINDOWS = (160, 192, 256, 512)
 REQUEST_ITEMS = 8  # long dialogues per flow call, as one /summarize_batch request of 8
 
 
@@ -141,14 +142,17 @@ def main(argv: list[str] | None = None) -> int:
     router = engine_router(engine)
     config = ServingConfig.load()
     window = args.window or config.long_window_tokens
-    service = LongDialogueSettings(window_tokens=window, summary_tokens=config.long_summary_tokens,
+    service = LongDialogueSettings(window_tokens=window, long_from_tokens=config.long_from_tokens,
+                                   summary_tokens=config.long_summary_tokens,
                                    max_rounds=config.long_max_rounds)
     resummarize = [window] if args.resummarize is None else args.resummarize
     rows = []
     for k in args.ks:
         variants = [("truncation", None), (f"windows {window}", service)]
         if k == args.sweep_k:
-            variants += [(f"windows {w}", LongDialogueSettings(window_tokens=w)) for w in args.windows if w != window]
+            variants += [(f"windows {w}", LongDialogueSettings(window_tokens=w,
+                                                               long_from_tokens=config.long_from_tokens))
+                         for w in args.windows if w != window]
             # summary_tokens 16: every join is longer, so it is summarized again (one more round at most)
             variants += [(f"re-summarized {w}", LongDialogueSettings(window_tokens=w, summary_tokens=16,
                                                                       max_rounds=2)) for w in resummarize]
