@@ -9,7 +9,7 @@ import re
 import pytest
 
 from eval.datasets import load_eval_set
-from serving.flow import Call, Flow
+from serving.flow import Call, Flow, Step
 from serving.long_dialogue import LongDialogues, LongDialogueSettings, WindowSplitter, token_counter
 from serving.protocol import BackendName, EngineName, GenerationOutcome, GenerationResult, GenerationSettings
 from serving.routing import Backend, Router
@@ -219,6 +219,34 @@ def test_a_dialogue_up_to_long_from_tokens_is_read_whole_a_longer_one_in_windows
     [third] = run(LongDialogues(Router(Backend(BackendName.ONNX, backend), None, 5.0), tokenizer, settings, 100),
                   [whole])
     assert third.long_dialogue.windows > 1
+
+
+def test_the_input_inspections_count_is_reused_so_a_dialogue_is_tokenized_once(tokenizer):
+    encoded: list[str] = []
+
+    class Recording:  # the model's tokenizer, recording what it is asked to encode
+        def encode(self, texts):
+            encoded.extend(texts)
+            return tokenizer.encode(texts)
+
+    class Inspection(Step):  # what InputInspection leaves in item.facts
+        async def before(self, items, call):
+            for item in items:
+                item.facts["input_tokens"] = tokens(tokenizer, item.dialogue)
+
+    backend = RecordingBackend()
+    generation = LongDialogues(Router(Backend(BackendName.ONNX, backend), None, 5.0), Recording(),
+                               LongDialogueSettings(window_tokens=60, long_from_tokens=200), 1024)
+    whole, long = turns(8), turns(16)
+    encoded.clear()
+    first, second = asyncio.run(Flow(generation, [Inspection()]).run(
+        [whole, long], Call("fake:1", SETTINGS, "/summarize_batch")))
+    assert first.long_dialogue is None and backend.calls[0][0].text == whole
+    assert second.long_dialogue.windows > 3
+    assert whole not in encoded and long not in encoded  # neither dialogue counted again, whole
+    # without the inspection's count (no such step), the dialogue is counted here
+    run(generation, [whole])
+    assert whole in encoded
 
 
 def test_a_window_never_exceeds_the_model_context(tokenizer):
