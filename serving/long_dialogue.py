@@ -45,7 +45,7 @@ class LongDialogueSettings:
     """How long dialogues are read (SUMMARIZER_LONG_* in serving/config.py)."""
 
     window_tokens: int = 128
-    long_from_tokens: int = 320  # a dialogue up to this long is read whole, as the model was trained to
+    long_from_tokens: int = 256  # a dialogue up to this long is read whole, as the model was trained to
     summary_tokens: int = 1024
     max_rounds: int = 3
 
