@@ -2,16 +2,22 @@
 
     python -m bench.long_dialogue                  # k = 2, 4, 8; 40 long dialogues each; other windows at k = 4
     python -m bench.long_dialogue --n 10 --ks 4 --window 256 --windows
+    python -m bench.long_dialogue --eval-set dialogsum_validation --ks 1 2 --from-tokens 256 384 512 --cost-chars
+                                                   # SUMMARIZER_LONG_FROM_TOKENS chosen on validation
 
 A long dialogue joins k DialogSum test dialogues (a fixed seed picks them; no dialogue twice in one); its
 references are theirs joined in the same order (DialogSum test has three per dialogue: the r-th long reference
-joins the r-th ones; the score is the best of the three, as in the suite). Every variant is the service's own
+joins the r-th ones; the score is the best of the three, as in the suite). ``--eval-set dialogsum_validation``
+joins validation dialogues instead (one reference each), to choose settings on other dialogues than the ones
+the figures are reported on. Every variant is the service's own
 ``LongDialogues`` generation over ONNX Runtime's engine of the served model (``OnnxEngine``, as the ONNX
 backend runs it), through the service's ``Router``; only the HTTP hop is left out:
 
     truncation        every dialogue one job, cut to the model's context (SUMMARIZER_LONG_DIALOGUES=false)
-    windows W         windows of at most W tokens, the window summaries joined (the service's combination);
-                      the service's window at every k, the others (--windows) at k = 4 only
+    windows W from F  a dialogue longer than F tokens (SUMMARIZER_LONG_FROM_TOKENS) in windows of at most W
+                      tokens, the window summaries joined (the service's combination); a shorter one whole;
+                      the service's window and threshold at every k, the other windows (--windows) at k = 4
+                      only, the other thresholds (--from-tokens) at every k with the service's window
     re-summarized W   the same, then the join summarized again (what "combine" could mean instead), at k = 4
 
 Scores are ROUGE-L F1 x100 (eval/rouge.py), with the paired bootstrap 95 % interval of the difference to
@@ -30,15 +36,18 @@ from bench.common import busy_warning, fmt, log, machine_info, now_iso, write_re
 
 SEED = 14
 DEFAULT_KS = (2, 4, 8)
-DEFAULT_WINDOWS = (128, 256, 512, 1024)
+DEFAULT_WINDOWS = (160, 192, 256, 512)
+EVAL_SETS = ("dialogsum_test", "dialogsum_validation")
+DEFAULT_EVAL_SET = "dialogsum_test"  # the README's figures; validation is for choosing settings
 REQUEST_ITEMS = 8  # long dialogues per flow call, as one /summarize_batch request of 8
 
 
-def long_dialogues(k: int, n: int, seed: int = SEED, data_dir: str | None = None) -> list[tuple[str, list[str]]]:
-    """``n`` (dialogue, references) pairs, each joining ``k`` distinct DialogSum test dialogues."""
+def long_dialogues(k: int, n: int, seed: int = SEED, data_dir: str | None = None,
+                   eval_set: str = DEFAULT_EVAL_SET) -> list[tuple[str, list[str]]]:
+    """``n`` (dialogue, references) pairs, each joining ``k`` distinct dialogues of ``eval_set``."""
     from eval.datasets import load_eval_set
 
-    examples = load_eval_set("dialogsum_test", data_dir)
+    examples = load_eval_set(eval_set, data_dir)
     rng = random.Random(f"{seed}-{k}")
     out = []
     for _ in range(n):
@@ -76,23 +85,24 @@ def run_variant(engine, router, dialogues: Sequence[str], settings) -> tuple[lis
     return summaries, time.perf_counter() - started
 
 
-def meeting(chars: int, data_dir: str | None = None) -> str:
-    """DialogSum test dialogues one after the other, whole ones only, up to ``chars`` characters."""
+def meeting(chars: int, data_dir: str | None = None, eval_set: str = DEFAULT_EVAL_SET) -> str:
+    """Dialogues of ``eval_set`` one after the other, whole ones only, up to ``chars`` characters."""
     from eval.datasets import load_eval_set
 
     text = ""
-    for example in load_eval_set("dialogsum_test", data_dir):
+    for example in load_eval_set(eval_set, data_dir):
         if len(text) + len(example.dialogue) + 1 > chars:
             return text.rstrip("\n")
         text += example.dialogue.strip() + "\n"
     return text.rstrip("\n")
 
 
-def cost(engine, router, settings, sizes: Sequence[int], data_dir: str | None = None) -> list[dict]:
+def cost(engine, router, settings, sizes: Sequence[int], data_dir: str | None = None,
+         eval_set: str = DEFAULT_EVAL_SET) -> list[dict]:
     """One long dialogue of each size (characters), as one request: windows, generations, seconds."""
     rows = []
     for chars in sizes:
-        dialogue = meeting(chars, data_dir)
+        dialogue = meeting(chars, data_dir, eval_set)
         for name, chosen in (("truncation", None), (f"windows {settings.window_tokens}", settings)):
             [summary], seconds = run_variant(engine, router, [dialogue], chosen)
             info = summary.long_dialogue
@@ -118,10 +128,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep-k", type=int, default=4, help="the k at which the other windows are measured")
     parser.add_argument("--windows", type=int, nargs="*", default=list(DEFAULT_WINDOWS),
                         help="window sizes (tokens) measured at --sweep-k")
+    parser.add_argument("--from-tokens", type=int, nargs="*", default=[],
+                        help="thresholds (SUMMARIZER_LONG_FROM_TOKENS) measured at every k besides the service's, "
+                             "with the service's window")
+    parser.add_argument("--eval-set", choices=EVAL_SETS, default=DEFAULT_EVAL_SET,
+                        help="the dialogues joined (default %(default)s; validation to choose settings)")
     parser.add_argument("--resummarize", type=int, nargs="*", default=None,
                         help="window sizes measured at --sweep-k with the join summarized again (default: --window)")
     parser.add_argument("--cost-chars", type=int, nargs="*", default=[15_000, 20_000],
-                        help="sizes (characters) of the long meetings whose cost is measured, one request each")
+                        help="sizes (characters) of the long meetings whose cost is measured, one request each "
+                             "(none: no cost measured)")
     parser.add_argument("--model", default=None, help="stored model tag or directory (default: the served one)")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: one per core)")
     parser.add_argument("--data-dir", default=None)
@@ -141,18 +157,25 @@ def main(argv: list[str] | None = None) -> int:
     router = engine_router(engine)
     config = ServingConfig.load()
     window = args.window or config.long_window_tokens
-    service = LongDialogueSettings(window_tokens=window, summary_tokens=config.long_summary_tokens,
+    service = LongDialogueSettings(window_tokens=window, long_from_tokens=config.long_from_tokens,
+                                   summary_tokens=config.long_summary_tokens,
                                    max_rounds=config.long_max_rounds)
     resummarize = [window] if args.resummarize is None else args.resummarize
     rows = []
+    long_from = config.long_from_tokens
     for k in args.ks:
-        variants = [("truncation", None), (f"windows {window}", service)]
+        variants = [("truncation", None), (f"windows {window} from {long_from}", service)]
+        variants += [(f"windows {window} from {f}", LongDialogueSettings(
+            window_tokens=window, long_from_tokens=f, summary_tokens=config.long_summary_tokens,
+            max_rounds=config.long_max_rounds)) for f in args.from_tokens if f != long_from]
         if k == args.sweep_k:
-            variants += [(f"windows {w}", LongDialogueSettings(window_tokens=w)) for w in args.windows if w != window]
+            variants += [(f"windows {w}", LongDialogueSettings(window_tokens=w,
+                                                               long_from_tokens=config.long_from_tokens))
+                         for w in args.windows if w != window]
             # summary_tokens 16: every join is longer, so it is summarized again (one more round at most)
             variants += [(f"re-summarized {w}", LongDialogueSettings(window_tokens=w, summary_tokens=16,
                                                                       max_rounds=2)) for w in resummarize]
-        pairs = long_dialogues(k, args.n, data_dir=args.data_dir)
+        pairs = long_dialogues(k, args.n, data_dir=args.data_dir, eval_set=args.eval_set)
         dialogues, references = [d for d, _ in pairs], [r for _, r in pairs]
         tokens = [len(ids) for ids in engine.tokenizer.encode(dialogues)]
         baseline = None
@@ -162,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             scores = score(summaries, references)
             info = [s.long_dialogue for s in summaries]
             row = {"k": k, "variant": name, "window_tokens": settings.window_tokens if settings else None,
+                   "long_from_tokens": settings.long_from_tokens if settings else None,
                    "dialogues": len(dialogues), "dialogue_tokens_mean": sum(tokens) / len(tokens),
                    "rougeL": sum(scores) / len(scores),
                    "truncated_share": sum(s.truncated for s in summaries) / len(summaries),
@@ -178,11 +202,13 @@ def main(argv: list[str] | None = None) -> int:
                 row["vs_truncation"] = sum(diffs) / len(diffs)
                 row["vs_truncation_ci95"] = bootstrap_ci(diffs)
             rows.append(row)
-    log("cost: one long meeting per size, as one request")
-    costs = cost(engine, router, service, args.cost_chars, args.data_dir)
+    if args.cost_chars:
+        log("cost: one long meeting per size, as one request")
+    costs = cost(engine, router, service, args.cost_chars, args.data_dir, args.eval_set)
     report = {"benchmark": "long_dialogue", "started": now_iso(), "model": candidate.tag or candidate.ref,
               "engine": str(engine.engine), "context_tokens": engine.context, "seed": SEED, "n": args.n,
-              "ks": args.ks, "window_tokens": window, "sweep_k": args.sweep_k,
+              "ks": args.ks, "eval_set": args.eval_set, "window_tokens": window,
+              "long_from_tokens": long_from, "sweep_k": args.sweep_k,
               "generation": engine.defaults.model_dump(), "machine": machine_info(),
               "busy_warning": warning, "rows": rows, "cost": costs}
     path = write_results("long_dialogue", report, args.out)
@@ -192,14 +218,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def render(report: dict) -> str:
-    lines = [f"Long dialogues: {report['n']} per k, joined DialogSum test dialogues, {report['model']} "
+    lines = [f"Long dialogues: {report['n']} per k, joined {report.get('eval_set', DEFAULT_EVAL_SET)} dialogues, "
+             f"{report['model']} "
              f"({report['engine']}, context {report['context_tokens']}); ROUGE-L F1 x100",
-             "", f"{'k':>2}  {'variant':<18} {'tokens':>6} {'ROUGE-L':>7} {'vs trunc. (95% CI)':>22} "
+             "", f"{'k':>2}  {'variant':<22} {'tokens':>6} {'ROUGE-L':>7} {'vs trunc. (95% CI)':>22} "
              f"{'windows':>7} {'rounds':>6} {'sum.tok':>7} {'trunc.':>6} {'s':>6}"]
     for row in report["rows"]:
         delta = "" if "vs_truncation" not in row else (
             f"{row['vs_truncation']:+.1f} ({row['vs_truncation_ci95'][0]:+.1f}, {row['vs_truncation_ci95'][1]:+.1f})")
-        lines.append(f"{row['k']:>2}  {row['variant']:<18} {row['dialogue_tokens_mean']:>6.0f} {row['rougeL']:>7.2f} "
+        lines.append(f"{row['k']:>2}  {row['variant']:<22} {row['dialogue_tokens_mean']:>6.0f} {row['rougeL']:>7.2f} "
                      f"{delta:>22} {row['windows_mean']:>7.1f} {row['rounds_mean']:>6.2f} "
                      f"{row['summary_tokens_mean']:>7.0f} {row['truncated_share']:>6.0%} {fmt(row['seconds'], 1):>6}")
     if report.get("cost"):

@@ -21,7 +21,8 @@ FORMAT = 1
 KEY_PREFIX = f"summarizer:cache:v{FORMAT}:"
 # ServingConfig fields whose value changes the summary of a dialogue: part of every key.
 # The long-dialogue settings decide the windows a long dialogue is read in (serving/long_dialogue.py).
-ANSWER_SETTINGS: tuple[str, ...] = ("long_dialogues", "long_window_tokens", "long_summary_tokens", "long_max_rounds")
+ANSWER_SETTINGS: tuple[str, ...] = ("long_dialogues", "long_window_tokens", "long_from_tokens", "long_summary_tokens",
+                                    "long_max_rounds")
 
 
 def model_identity(stored) -> str:

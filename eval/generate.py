@@ -37,7 +37,7 @@ LIBRARIES = ("torch", "transformers", "tokenizers", "optimum-onnx", "optimum", "
 # Code whose change invalidates cached summaries (besides the library versions above).
 ENGINE_CODE = ("serving/engines.py", "serving/engine_base.py", "serving/torch_engine.py", "serving/onnx_engine.py",
                "serving/search_sessions.py", "serving/tokenization.py", "serving/model_config.py",
-               "serving/protocol.py")
+               "serving/protocol.py", "serving/speakers.py")
 _IGNORED_FILES = {"README.md"}
 
 

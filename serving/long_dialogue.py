@@ -1,8 +1,12 @@
 """Long dialogues: read in windows that fit the model, summarized together, the summaries combined.
 
-A dialogue that fits one window is one job, as before. A longer one is split at speaker turns (lines) into
+A dialogue of up to ``long_from_tokens`` is one job, as before: a single conversation scores higher read whole
+than in windows. A longer one is split at speaker turns (lines) into
 windows of at most ``window_tokens`` tokens, counted with the model's own tokenizer, special tokens included
-(so the engine never cuts a window). A single turn longer than a window is split at sentence boundaries, each
+(so the engine never cuts a window): as few windows as packing them full needs, with the cuts placed where the
+talk changes topic most (the least lexical similarity between the turns before and after a cut; see
+``_cut_at_topic_shifts``), so that a window holds one conversation rather than the end of one and the start of
+the next. A single turn longer than a window is split at sentence boundaries, each
 piece after the first prefixed with the turn's speaker ("Amanda: "), so the model still knows who speaks; a
 sentence longer than a window is cut at the last space that fits (at any character as the very last resort).
 Nothing is dropped: every character of the dialogue but line breaks and the spaces at a cut is in a window.
@@ -17,8 +21,11 @@ most ``max_rounds`` rounds in all, and only while a round makes it shorter.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import math
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -37,7 +44,8 @@ _SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+")
 class LongDialogueSettings:
     """How long dialogues are read (SUMMARIZER_LONG_* in serving/config.py)."""
 
-    window_tokens: int = 256
+    window_tokens: int = 128
+    long_from_tokens: int = 256  # a dialogue up to this long is read whole, as the model was trained to
     summary_tokens: int = 1024
     max_rounds: int = 3
 
@@ -93,38 +101,32 @@ class WindowSplitter:
         one long turn on the same line (a window that begins inside a turn begins with its speaker).
 
         Packed by adding up the units' own token counts (one batch encode), which is exact for byte-level
-        BPE tokenizers (BART's, GPT-2's: a line break is a token of its own), and balanced; every window is
-        then counted whole, and where a tokenizer merges across a join the units are packed again, greedily,
-        by counting each grown window (exact; a window's worth of tokens encoded per unit)."""
+        BPE tokenizers (BART's, GPT-2's: a line break is a token of its own), with the cuts at topic
+        shifts; every window is then counted whole, and where a tokenizer merges across a join the units are
+        packed again, greedily, by counting each grown window (exact; a window's worth of tokens encoded per unit)."""
         windows = self._pack_by_sum(units)
         if all(n <= self.window_tokens for n in self.count([window.text for window in windows])):
             return windows
         return self._pack_counting(units)
 
-    def _pack_by_sum(self, units: list[_Unit], balanced: bool = True) -> list[Window]:
-        """Balanced: as few windows as greedy packing needs, with the smallest largest window that still
-        needs no more (so the last window is not a few lines left over, summarized on their own)."""
+    def _pack_by_sum(self, units: list[_Unit], by_topic: bool = True) -> list[Window]:
+        """As few windows as greedy packing needs; by topic: with the cuts where the talk changes most."""
         special = self._tokens("")
         line_break = self._tokens("\n") - special
         alone = [n - special for n in self.count([u.speaker + u.text for u in units])]  # starting a line
         after = [n - special for n in self.count([" " + u.text for u in units])]  # going on the line before
         windows = self._greedy(units, alone, after, line_break, self.window_tokens - special)
-        if not balanced:
+        if not by_topic or len(windows) == 1:
             return windows
-        low, high = 0, self.window_tokens - special  # high packs into len(windows) windows; low is too small
-        while high - low > 1:
-            middle = (low + high) // 2
-            if len(self._greedy(units, alone, after, line_break, middle, at_most=len(windows))) <= len(windows):
-                high = middle
-            else:
-                low = middle
-        return self._greedy(units, alone, after, line_break, high)
+        joined = [0] + [after[i] if units[i].continues else line_break + alone[i] for i in range(1, len(units))]
+        starts = _cut_at_topic_shifts(units, alone, joined, self.window_tokens - special)
+        return [_window(units[start:end]) for start, end in zip(starts, [*starts[1:], len(units)])]
 
     @staticmethod
-    def _greedy(units: list[_Unit], alone: list[int], after: list[int], line_break: int, limit: int,
-                at_most: int | None = None) -> list[Window]:
+    def _greedy(units: list[_Unit], alone: list[int], after: list[int], line_break: int,
+                limit: int) -> list[Window]:
         """Units in order, a new window when the next would take this one past ``limit`` tokens (a unit
-        longer than ``limit`` gets a window of its own); stops after ``at_most`` + 1 windows."""
+        longer than ``limit`` gets a window of its own)."""
         windows: list[Window] = []
         lines: list[str] = []
         pieces: list[str] = []
@@ -141,8 +143,6 @@ class WindowSplitter:
                     used = grown
                     continue
                 windows.append(Window("\n".join(lines), tuple(pieces)))
-                if at_most is not None and len(windows) > at_most:
-                    return windows
             lines, pieces, used = [unit.speaker + unit.text], [unit.piece], n_alone
         if lines:
             windows.append(Window("\n".join(lines), tuple(pieces)))
@@ -210,6 +210,86 @@ class WindowSplitter:
         return max(fits, 1)
 
 
+def _window(units: Sequence[_Unit]) -> Window:
+    """Units as the model reads them: turns on their own lines, the pieces of one long turn on one line."""
+    lines: list[str] = []
+    for unit in units:
+        if lines and unit.continues:
+            lines[-1] = f"{lines[-1]} {unit.text}"
+        else:
+            lines.append(unit.speaker + unit.text)
+    return Window("\n".join(lines), tuple(unit.piece for unit in units))
+
+
+# Words that say nothing about what is talked about (they are in every topic); the rest is compared.
+_STOP_WORDS = frozenset("""
+a about after again all also am an and any are as at be because been before being but by can could did do does
+doing don down for from get gets getting go goes going good got had has have having he her here him his how i if
+in into is it its just know let like me more much my no not now of off oh ok okay on one only or our out over
+please really right said say see she should so some sure tell than thank thanks that the their them then there
+these they think this those to too up us very want was we well were what when where which who why will with would
+yeah yes you your
+""".split())
+_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
+_TOPIC_BLOCK = 5  # turns on each side of a boundary compared (TextTiling's block): a few turns, not one reply
+
+
+def _content_words(unit: _Unit) -> Counter[str]:
+    """What a turn talks about: its words but the stop words, without the speaker's name (every topic has it)."""
+    speaker = _SPEAKER.match(unit.text)
+    said = unit.text[speaker.end():] if speaker else unit.text
+    return Counter(w for w in map(str.lower, _WORD.findall(said)) if len(w) > 2 and w not in _STOP_WORDS)
+
+
+def _cosine(a: Counter[str], b: Counter[str]) -> float:
+    if not a or not b:
+        return 0.0
+    dot = sum(n * b[word] for word, n in a.items() if word in b)
+    return dot / math.sqrt(sum(n * n for n in a.values()) * sum(n * n for n in b.values()))
+
+
+def _gap_similarity(units: Sequence[_Unit]) -> list[float]:
+    """For each gap before unit i (i >= 1), how alike the talk is on both sides (TextTiling, Hearst 1997):
+    the cosine of the content-word counts of the ``_TOPIC_BLOCK`` turns before and after; low at a new topic."""
+    words = [_content_words(unit) for unit in units]
+    similarity = [0.0]
+    for gap in range(1, len(units)):
+        similarity.append(_cosine(sum(words[max(0, gap - _TOPIC_BLOCK):gap], Counter()),
+                                  sum(words[gap:gap + _TOPIC_BLOCK], Counter())))
+    return similarity
+
+
+def _cut_at_topic_shifts(units: Sequence[_Unit], alone: Sequence[int], joined: Sequence[int],
+                         limit: int) -> list[int]:
+    """The first unit of each window of at most ``limit`` tokens: as few windows as fit (what greedy packing
+    gives), and among those cuts the ones with the least similarity summed (dynamic programming over cut
+    positions). A window that straddles two topics gets a summary of one of them (the model was trained on
+    single conversations): measured in bench/long_dialogue.py.
+
+    ``alone[i]``: unit i's tokens when it starts a window; ``joined[i]``: what it adds to the window before.
+    A cut inside a long turn (between its pieces) costs more than any cut between turns: only when needed.
+    Each window costs more than all cuts can (so the fewest windows come first) and there is no count
+    dimension: the work is units x units per window, linear in the dialogue's length."""
+    n = len(units)
+    cost = [2.0 if unit.continues else similarity for unit, similarity in zip(units, _gap_similarity(units))]
+    per_window = 2.0 * n + 1.0
+    prefix = list(itertools.accumulate(joined, initial=0))
+    best = [0.0] + [math.inf] * n  # best[j]: the least cost of the units before j in whole windows
+    start = [0] * (n + 1)  # start[j]: where the last of those windows starts
+    for end in range(1, n + 1):
+        first = end - 1
+        while first >= 0 and (first == end - 1 or alone[first] + prefix[end] - prefix[first + 1] <= limit):
+            total = best[first] + per_window + (cost[first] if first else 0.0)
+            if total < best[end]:
+                best[end], start[end] = total, first
+            first -= 1
+    starts, end = [], n
+    while end > 0:
+        end = start[end]
+        starts.append(end)
+    return starts[::-1]
+
+
 def token_counter(tokenizer: ModelTokenizer) -> Callable[[Sequence[str]], list[int]]:
     """Tokens each text is to the model, its special tokens included (what the engine's context counts)."""
     return lambda texts: [len(ids) for ids in tokenizer.encode(texts)]
@@ -225,9 +305,12 @@ class LongDialogues:
         self.router = router
         self.settings = settings
         self.splitter = None
+        self.whole_tokens = context_tokens
         if settings is not None:
             window = min(settings.window_tokens, context_tokens)  # a window the engine would cut is no window
             self.splitter = WindowSplitter(token_counter(tokenizer), window)
+            # read whole up to long_from_tokens (never past the context), in windows past it
+            self.whole_tokens = max(window, min(settings.long_from_tokens, context_tokens))
 
     async def __call__(self, items: Sequence[Item], call: Call) -> None:
         rounds: list[Routed] = []
@@ -269,9 +352,18 @@ class LongDialogues:
                                                generated_tokens=long.generated_tokens))
 
     def _split(self, item: Item) -> list[Window]:
+        """One window (the dialogue as it is) up to ``whole_tokens``; past it, windows of ``window_tokens``.
+        Two sizes, measured apart (bench/long_dialogue.py): a single conversation read whole scores higher
+        than in small windows, a meeting of several higher in small windows than in large ones. The count is
+        the input inspection's when it ran (a dialogue is tokenized once per request)."""
         if self.splitter is None:
             return [Window(item.dialogue, (item.dialogue,))]
-        return self.splitter.split(item.dialogue, item.facts.get("input_tokens"))
+        tokens = item.facts.get("input_tokens")
+        if tokens is None:
+            tokens = self.splitter.count([item.dialogue])[0]
+        if tokens <= self.whole_tokens:
+            return [Window(item.dialogue, (item.dialogue,))]
+        return self.splitter.split(item.dialogue, tokens)
 
     async def _combine(self, todo: list[_Long], call: Call, rounds: list[Routed]) -> None:
         """Summarize the joined summaries again, in windows, while longer than the target (bounded rounds)."""

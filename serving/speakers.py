@@ -60,11 +60,16 @@ class SpeakerNames:
         return found
 
     def hide(self, text: str) -> str:
-        """``text`` with every speaker's name as its placeholder (the longest names first)."""
+        """``text`` with every speaker's name as its placeholder (the longest names first). A one-letter name
+        ("A: ...", "B: ...") is replaced where it speaks only: elsewhere "A" is the article."""
         if not self.names:
             return text
-        pattern = re.compile(r"(?<![\w#])(" + "|".join(re.escape(n) for n in
-                                                        sorted(self.names, key=len, reverse=True)) + r")(?![\w#])")
+        text = _SPEAKER.sub(lambda m: m.group(0).replace(m.group(1), self.names.get(m.group(1).strip(), m.group(1)), 1),
+                            text)
+        mentioned = sorted((n for n in self.names if len(n) > 1), key=len, reverse=True)
+        if not mentioned:
+            return text
+        pattern = re.compile(r"(?<![\w#])(" + "|".join(re.escape(n) for n in mentioned) + r")(?![\w#])")
         return pattern.sub(lambda m: self.names[m.group(1)], text)
 
     def restore(self, summary: str) -> str:

@@ -48,6 +48,24 @@ def test_recipe_trains_resumes_and_saves_a_loadable_bart(tmp_path):
     assert out.shape[1] > 1
 
 
+def test_the_two_stages_stop_early_then_learn_with_placeholders(tmp_path):
+    """Stage 1 stops at the given epoch of its planned schedule; stage 2 starts from it, learns with speaker
+    placeholders and saves a model that says so (every engine then hides and restores names)."""
+    from serving.model_config import generation_config
+    from serving.speakers import FLAG
+
+    stage1 = _train(tmp_path / "stage1", "--epochs", "4", "--stop-after-epoch", "2")
+    assert "finished: epoch 2" in stage1
+    assert not generation_config(tmp_path / "stage1" / "best").get(FLAG)
+    stage2 = _train(tmp_path / "stage2", "--init-from", str(tmp_path / "stage1" / "best"), "--epochs", "1",
+                    "--speaker-placeholders")
+    assert "finished: epoch 1" in stage2 and "from " in stage2
+    assert generation_config(tmp_path / "stage2" / "best")[FLAG] is True
+    # a later fine-tune from a placeholder model keeps learning with placeholders without being told
+    again = _train(tmp_path / "again", "--init-from", str(tmp_path / "stage2" / "best"), "--epochs", "1")
+    assert generation_config(tmp_path / "again" / "best")[FLAG] is True and "finished: epoch 1" in again
+
+
 def test_recipe_is_deterministic(tmp_path):
     _train(tmp_path / "a", "--epochs", "1")
     _train(tmp_path / "b", "--epochs", "1")

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from eval.datasets import load_eval_set
-from serving.flow import Call, Flow
+from serving.flow import Call, Flow, Step
 from serving.long_dialogue import LongDialogues, LongDialogueSettings, WindowSplitter, token_counter
 from serving.protocol import BackendName, EngineName, GenerationOutcome, GenerationResult, GenerationSettings
 from serving.routing import Backend, Router
@@ -56,13 +56,33 @@ def test_windows_keep_whole_turns_in_order_and_each_fits(tokenizer, meeting, win
         # every window is whole turns, and the windows' turns are the dialogue's, in order: nothing dropped
         assert [line for w in windows for line in w.text.split("\n")] == lines
     assert words(" ".join(p for w in windows for p in w.pieces)) == words(meeting)
-    # as few windows as packing each as full as it goes, and balanced: the largest no larger than there
+    # as few windows as packing each as full as it goes (the cuts are then placed by topic)
     splitter = WindowSplitter(token_counter(tokenizer), window_tokens)
     greedy = splitter._pack_counting(splitter.units(meeting))
     for w, after in zip(greedy, greedy[1:]):
         assert not splitter.fits(w.text + "\n" + after.text.split("\n")[0])
     assert len(windows) == len(greedy)
-    assert max(tokens(tokenizer, w.text) for w in windows) <= max(tokens(tokenizer, w.text) for w in greedy)
+
+
+def test_windows_are_cut_where_the_topic_changes(tokenizer):
+    # two conversations of 8 turns each in two windows: packing by size alone fills the first window past the
+    # end of the first conversation; by topic, the cut falls between them
+    cooking = ["Ann: Shall we bake the bread with rye flour?", "Bob: Rye flour makes the bread heavy.",
+               "Ann: Then wheat flour, and more yeast for the dough.", "Bob: The dough needs an hour to rise.",
+               "Ann: I will heat the oven for the bread.", "Bob: Bake the loaf until the crust is brown.",
+               "Ann: The crust of my last loaf burned in the oven.", "Bob: Lower the oven, the bread bakes longer."]
+    car = ["Ann: My car makes a noise when I brake.", "Bob: The brake pads of your car may be worn.",
+           "Ann: The garage said the tyres are worn too.", "Bob: New tyres and brake pads cost a lot.",
+           "Ann: The car also needs an oil change at the garage.", "Bob: Change the oil and the filter together.",
+           "Ann: Can the garage check the engine of the car?", "Bob: The engine noise may be the brake again."]
+    dialogue = "\n".join(cooking + car)
+    splitter = WindowSplitter(token_counter(tokenizer), tokens(tokenizer, "\n".join(cooking + car[:2])))
+    by_size = splitter._pack_by_sum(splitter.units(dialogue), by_topic=False)
+    windows = splitter.split(dialogue)
+    assert len(by_size) == 2 and by_size[0].text.endswith(car[1])
+    assert [w.text for w in windows] == ["\n".join(cooking), "\n".join(car)]
+    assert all(tokens(tokenizer, w.text) <= splitter.window_tokens for w in windows)
+    assert [line for w in windows for line in w.text.split("\n")] == cooking + car
 
 
 def test_a_turn_longer_than_a_window_is_split_at_sentences_with_its_speaker(tokenizer):
@@ -127,7 +147,7 @@ def turns(n: int, start: int = 0) -> str:
 def test_every_window_of_every_dialogue_goes_in_one_call_and_the_summaries_join_in_order(tokenizer):
     backend = RecordingBackend()
     generation = LongDialogues(Router(Backend(BackendName.ONNX, backend), None, 5.0), tokenizer,
-                               LongDialogueSettings(window_tokens=60), context_tokens=1024)
+                               LongDialogueSettings(window_tokens=60, long_from_tokens=60), context_tokens=1024)
     short, long = turns(2), turns(12, start=10)
     first, second = run(generation, [short, long])
     [call] = backend.calls
@@ -150,7 +170,8 @@ def test_every_window_of_every_dialogue_goes_in_one_call_and_the_summaries_join_
 def test_a_join_longer_than_the_target_is_summarized_again(tokenizer):
     backend = RecordingBackend()
     generation = LongDialogues(Router(Backend(BackendName.ONNX, backend), None, 5.0), tokenizer,
-                               LongDialogueSettings(window_tokens=60, summary_tokens=10, max_rounds=3),
+                               LongDialogueSettings(
+                                   window_tokens=60, long_from_tokens=60, summary_tokens=10, max_rounds=3),
                                context_tokens=1024)
     [summary] = run(generation, [turns(16)])
     info = summary.long_dialogue
@@ -167,7 +188,8 @@ def test_a_join_longer_than_the_target_is_summarized_again(tokenizer):
 def test_rounds_stop_at_the_bound(tokenizer):
     backend = RecordingBackend()
     generation = LongDialogues(Router(Backend(BackendName.ONNX, backend), None, 5.0), tokenizer,
-                               LongDialogueSettings(window_tokens=60, summary_tokens=16, max_rounds=1),
+                               LongDialogueSettings(
+                                   window_tokens=60, long_from_tokens=60, summary_tokens=16, max_rounds=1),
                                context_tokens=1024)
     [summary] = run(generation, [turns(30)])
     assert len(backend.calls) == 1 and summary.long_dialogue.rounds == 1
@@ -183,6 +205,50 @@ def test_switched_off_every_dialogue_is_one_job_as_before(tokenizer):
     assert all(s.long_dialogue is None for s in summaries)
 
 
+def test_a_dialogue_up_to_long_from_tokens_is_read_whole_a_longer_one_in_windows(tokenizer):
+    backend = RecordingBackend()
+    settings = LongDialogueSettings(window_tokens=60, long_from_tokens=200)
+    generation = LongDialogues(Router(Backend(BackendName.ONNX, backend), None, 5.0), tokenizer, settings, 1024)
+    whole, long = turns(8), turns(16)
+    assert 60 < tokens(tokenizer, whole) <= 200 < tokens(tokenizer, long)
+    first, second = run(generation, [whole, long])
+    assert first.long_dialogue is None and backend.calls[0][0].text == whole  # one job, as it is
+    assert second.long_dialogue.windows > 3 and all(tokens(tokenizer, job.text) <= 60 for job in backend.calls[0][1:])
+    # never past the model's context: a dialogue the engine would cut is read in windows
+    backend.calls.clear()
+    [third] = run(LongDialogues(Router(Backend(BackendName.ONNX, backend), None, 5.0), tokenizer, settings, 100),
+                  [whole])
+    assert third.long_dialogue.windows > 1
+
+
+def test_the_input_inspections_count_is_reused_so_a_dialogue_is_tokenized_once(tokenizer):
+    encoded: list[str] = []
+
+    class Recording:  # the model's tokenizer, recording what it is asked to encode
+        def encode(self, texts):
+            encoded.extend(texts)
+            return tokenizer.encode(texts)
+
+    class Inspection(Step):  # what InputInspection leaves in item.facts
+        async def before(self, items, call):
+            for item in items:
+                item.facts["input_tokens"] = tokens(tokenizer, item.dialogue)
+
+    backend = RecordingBackend()
+    generation = LongDialogues(Router(Backend(BackendName.ONNX, backend), None, 5.0), Recording(),
+                               LongDialogueSettings(window_tokens=60, long_from_tokens=200), 1024)
+    whole, long = turns(8), turns(16)
+    encoded.clear()
+    first, second = asyncio.run(Flow(generation, [Inspection()]).run(
+        [whole, long], Call("fake:1", SETTINGS, "/summarize_batch")))
+    assert first.long_dialogue is None and backend.calls[0][0].text == whole
+    assert second.long_dialogue.windows > 3
+    assert whole not in encoded and long not in encoded  # neither dialogue counted again, whole
+    # without the inspection's count (no such step), the dialogue is counted here
+    run(generation, [whole])
+    assert whole in encoded
+
+
 def test_a_window_never_exceeds_the_model_context(tokenizer):
     backend = RecordingBackend()
     generation = LongDialogues(Router(Backend(BackendName.ONNX, backend), None, 5.0), tokenizer,
@@ -195,7 +261,8 @@ def test_a_window_never_exceeds_the_model_context(tokenizer):
 def test_the_settings_and_the_switch():
     from serving.config import ServingConfig
 
-    assert ServingConfig.load({}).long_dialogue == LongDialogueSettings(window_tokens=256, summary_tokens=1024,
+    assert ServingConfig.load({}).long_dialogue == LongDialogueSettings(window_tokens=128, long_from_tokens=256,
+                                                                        summary_tokens=1024,
                                                                         max_rounds=3)
     assert ServingConfig.load({"SUMMARIZER_LONG_DIALOGUES": "false"}).long_dialogue is None
     chosen = ServingConfig.load({"SUMMARIZER_LONG_WINDOW_TOKENS": "300", "SUMMARIZER_LONG_MAX_ROUNDS": "1"})
@@ -215,7 +282,8 @@ def test_the_primary_timeout_grows_with_the_windows_per_dialogue(tokenizer):
 
     router = Router(Backend(BackendName.ONNX, slow), None, primary_timeout_s=0.2)
     long = turns(24)
-    [summary] = run(LongDialogues(router, tokenizer, LongDialogueSettings(window_tokens=60), 1024), [long])
+    [summary] = run(LongDialogues(router, tokenizer, LongDialogueSettings(window_tokens=60, long_from_tokens=60), 1024),
+                       [long])
     assert summary.long_dialogue.windows >= 8  # 8 windows for one dialogue: 1.6 s for the call
     with pytest.raises(BackendUnavailable, match="no answer within 0.2s"):
         run(LongDialogues(router, tokenizer, None, 1024), [long])  # one job: the router's own timeout
@@ -230,7 +298,7 @@ def test_packing_by_adding_counts_is_packing_by_counting_windows(tokenizer, meet
     for text in (meeting, meeting + "\n" + long_turn + "\nAnna: OK."):
         units = splitter.units(text)
         assert any(unit.continues for unit in units) or text == meeting  # pieces of a long turn too
-        assert splitter._pack_by_sum(units, balanced=False) == splitter._pack_counting(units)
+        assert splitter._pack_by_sum(units, by_topic=False) == splitter._pack_counting(units)
 
 
 def test_a_tokenizer_that_merges_across_joins_still_gets_windows_that_fit():
@@ -252,4 +320,5 @@ def test_the_long_dialogue_settings_are_part_of_every_cache_key():
         return cache_key("m", SETTINGS, turns(30), answer_context(ServingConfig.load(environ)))
 
     assert len({key(), key(SUMMARIZER_LONG_WINDOW_TOKENS="300"), key(SUMMARIZER_LONG_DIALOGUES="false"),
-                key(SUMMARIZER_LONG_SUMMARY_TOKENS="64"), key(SUMMARIZER_LONG_MAX_ROUNDS="1")}) == 5
+                key(SUMMARIZER_LONG_FROM_TOKENS="300"),
+                key(SUMMARIZER_LONG_SUMMARY_TOKENS="64"), key(SUMMARIZER_LONG_MAX_ROUNDS="1")}) == 6

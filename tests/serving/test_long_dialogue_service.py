@@ -21,7 +21,8 @@ MEETING = "\n".join(f"{name}: About item {i} on the agenda, I think we should de
 
 @pytest.fixture(scope="module")
 def server(tiny_model, serve_env, tmp_path_factory):
-    env = serve_env(tiny_model, SUMMARIZER_LONG_WINDOW_TOKENS=str(WINDOW_TOKENS))
+    env = serve_env(tiny_model, SUMMARIZER_LONG_WINDOW_TOKENS=str(WINDOW_TOKENS),
+                    SUMMARIZER_LONG_FROM_TOKENS=str(WINDOW_TOKENS))
     with bentoml_serve(tmp_path_factory.mktemp("long") / "serve.log", env) as served:
         yield served
 
