@@ -82,6 +82,9 @@ class TrainConfig:
     # Stop after this many epochs of the planned schedule (0: run them all); the default model's first stage
     # stops at epoch 5 of a cosine schedule planned over 8, as the first default model did.
     stop_after_epoch: int = 0
+    # The saved model's default no_repeat_ngram_size (generation_config.json); -1 keeps the one it starts with
+    # (3 for a new model). Blocking repeated token trigrams mangles names a compact model spells in pieces.
+    no_repeat_ngram_size: int = -1
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
@@ -339,6 +342,8 @@ def train(cfg: TrainConfig, resume: bool, train_examples: list[Example] | None =
     tokenizer, model = load_or_build(cfg, train_examples, tok_dir, resume)
     model = model.to(device)
     setattr(model.generation_config, PLACEHOLDER_FLAG, cfg.speaker_placeholders)
+    if cfg.no_repeat_ngram_size >= 0:
+        model.generation_config.no_repeat_ngram_size = cfg.no_repeat_ngram_size
     n_params = sum(p.numel() for p in model.parameters())
     shape = model.config
     print(f"BART {shape.d_model}d {shape.encoder_layers}+{shape.decoder_layers} layers, vocab {len(tokenizer)}: "
