@@ -46,7 +46,7 @@ class LongDialogueSettings:
 
     window_tokens: int = 128
     long_from_tokens: int = 256  # a dialogue up to this long is read whole, as the model was trained to
-    summary_tokens: int = 1024
+    summary_tokens: int = 2048  # a bound (serving/config.py)
     max_rounds: int = 3
 
 

@@ -262,7 +262,7 @@ def test_the_settings_and_the_switch():
     from serving.config import ServingConfig
 
     assert ServingConfig.load({}).long_dialogue == LongDialogueSettings(window_tokens=128, long_from_tokens=256,
-                                                                        summary_tokens=1024,
+                                                                        summary_tokens=2048,
                                                                         max_rounds=3)
     assert ServingConfig.load({"SUMMARIZER_LONG_DIALOGUES": "false"}).long_dialogue is None
     chosen = ServingConfig.load({"SUMMARIZER_LONG_WINDOW_TOKENS": "300", "SUMMARIZER_LONG_MAX_ROUNDS": "1"})
