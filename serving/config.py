@@ -110,11 +110,11 @@ class ServingConfig(BaseSettings):
     long_dialogues: bool = True
     # Most tokens of a window, special tokens included; above the model's context, the context. Chosen by
     # bench/long_dialogue.py on the default model (README, "Long dialogues").
-    long_window_tokens: Annotated[int, Field(ge=16, le=100_000)] = 128
+    long_window_tokens: Annotated[int, Field(ge=16, le=100_000)] = 192
     # A dialogue up to this many tokens is read whole (one job, capped at the model's context); a longer one in
     # windows of LONG_WINDOW_TOKENS. Chosen by bench/long_dialogue.py on joined DialogSum VALIDATION dialogues
     # (k = 1, 2), not the test ones the README reports (README, "Long dialogues").
-    long_from_tokens: Annotated[int, Field(ge=16, le=100_000)] = 256
+    long_from_tokens: Annotated[int, Field(ge=16, le=100_000)] = 384
     # A joined summary longer than this is summarized again, in windows (at most LONG_MAX_ROUNDS rounds in all).
     # A bound, not the usual path: summarizing the join again scores far below joining (README, "Long
     # dialogues"), and at the request limit the default model's join is some 1,100 tokens (50 windows).

@@ -44,8 +44,8 @@ _SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+")
 class LongDialogueSettings:
     """How long dialogues are read (SUMMARIZER_LONG_* in serving/config.py)."""
 
-    window_tokens: int = 128
-    long_from_tokens: int = 256  # a dialogue up to this long is read whole, as the model was trained to
+    window_tokens: int = 192
+    long_from_tokens: int = 384  # a dialogue up to this long is read whole, as the model was trained to
     summary_tokens: int = 2048  # a bound (serving/config.py)
     max_rounds: int = 3
 

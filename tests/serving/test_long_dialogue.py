@@ -261,7 +261,7 @@ def test_a_window_never_exceeds_the_model_context(tokenizer):
 def test_the_settings_and_the_switch():
     from serving.config import ServingConfig
 
-    assert ServingConfig.load({}).long_dialogue == LongDialogueSettings(window_tokens=128, long_from_tokens=256,
+    assert ServingConfig.load({}).long_dialogue == LongDialogueSettings(window_tokens=192, long_from_tokens=384,
                                                                         summary_tokens=2048,
                                                                         max_rounds=3)
     assert ServingConfig.load({"SUMMARIZER_LONG_DIALOGUES": "false"}).long_dialogue is None
