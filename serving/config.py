@@ -117,7 +117,7 @@ class ServingConfig(BaseSettings):
     long_from_tokens: Annotated[int, Field(ge=16, le=100_000)] = 384
     # A joined summary longer than this is summarized again, in windows (at most LONG_MAX_ROUNDS rounds in all).
     # A bound, not the usual path: summarizing the join again scores far below joining (README, "Long
-    # dialogues"), and at the request limit the default model's join is some 1,100 tokens (50 windows).
+    # dialogues"), and at the request limit the default model's join is some 950 tokens (33 windows).
     long_summary_tokens: Annotated[int, Field(ge=16, le=100_000)] = 2048
     long_max_rounds: Annotated[int, Field(ge=1, le=10)] = 3
     # A directory with one file per setting, named like its variable (SUMMARIZER_FEEDBACK_URL, ...): a mounted
