@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from serving.config import ServingConfig
 from serving.flow import Call, Item
 from serving.protocol import GenerationJob, GenerationResult, LongDialogueInfo, Summary
 from serving.routing import Routed, Router
@@ -40,14 +41,17 @@ _SPEAKER = re.compile(r"^\s*([^:\n]{1,40}?):[ \t]+(?=\S)")
 _SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+")
 
 
+_DEFAULT = {name: field.default for name, field in ServingConfig.model_fields.items()}  # declared once, there
+
+
 @dataclass(frozen=True)
 class LongDialogueSettings:
-    """How long dialogues are read (SUMMARIZER_LONG_* in serving/config.py)."""
+    """How long dialogues are read (SUMMARIZER_LONG_* in serving/config.py, whose defaults these are)."""
 
-    window_tokens: int = 192
-    long_from_tokens: int = 384  # a dialogue up to this long is read whole, as the model was trained to
-    summary_tokens: int = 2048  # a bound (serving/config.py)
-    max_rounds: int = 3
+    window_tokens: int = _DEFAULT["long_window_tokens"]
+    long_from_tokens: int = _DEFAULT["long_from_tokens"]  # up to this long: read whole, as the model was trained
+    summary_tokens: int = _DEFAULT["long_summary_tokens"]
+    max_rounds: int = _DEFAULT["long_max_rounds"]
 
 
 @dataclass(frozen=True)
