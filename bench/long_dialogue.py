@@ -19,6 +19,9 @@ backend runs it), through the service's ``Router``; only the HTTP hop is left ou
                       the service's window and threshold at every k, the other windows (--windows) at k = 4
                       only, the other thresholds (--from-tokens) at every k with the service's window
     re-summarized W   the same, then the join summarized again (what "combine" could mean instead), at k = 4
+    each whole        the ceiling of any way of cutting: each of the k dialogues summarized on its own, whole
+                      (cut exactly where one conversation ends, which the service cannot know), the summaries
+                      joined; what is left between it and a target is the model's, not the cutting's
 
 Scores are ROUGE-L F1 x100 (eval/rouge.py), with the paired bootstrap 95 % interval of the difference to
 truncation. Writes bench/results/long_dialogue-*.json.
@@ -31,6 +34,7 @@ import asyncio
 import random
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from bench.common import busy_warning, fmt, log, machine_info, now_iso, write_results
 
@@ -39,12 +43,20 @@ DEFAULT_KS = (2, 4, 8)
 DEFAULT_WINDOWS = (160, 192, 256, 512)
 EVAL_SETS = ("dialogsum_test", "dialogsum_validation")
 DEFAULT_EVAL_SET = "dialogsum_test"  # the README's figures; validation is for choosing settings
+EACH_WHOLE = "each whole (ceiling)"
 REQUEST_ITEMS = 8  # long dialogues per flow call, as one /summarize_batch request of 8
 
 
+@dataclass(frozen=True)
+class LongDialogue:
+    text: str  # the k dialogues, one after the other
+    references: list[str]  # theirs joined, in the same order
+    parts: list[str]  # the k dialogues
+
+
 def long_dialogues(k: int, n: int, seed: int = SEED, data_dir: str | None = None,
-                   eval_set: str = DEFAULT_EVAL_SET) -> list[tuple[str, list[str]]]:
-    """``n`` (dialogue, references) pairs, each joining ``k`` distinct dialogues of ``eval_set``."""
+                   eval_set: str = DEFAULT_EVAL_SET) -> list[LongDialogue]:
+    """``n`` long dialogues, each joining ``k`` distinct dialogues of ``eval_set``."""
     from eval.datasets import load_eval_set
 
     examples = load_eval_set(eval_set, data_dir)
@@ -53,8 +65,10 @@ def long_dialogues(k: int, n: int, seed: int = SEED, data_dir: str | None = None
     for _ in range(n):
         chosen = rng.sample(examples, k)
         references = min(len(ex.references) for ex in chosen)
-        out.append(("\n".join(ex.dialogue.strip() for ex in chosen),
-                    [" ".join(ex.references[r].strip() for ex in chosen) for r in range(references)]))
+        parts = [ex.dialogue.strip() for ex in chosen]
+        out.append(LongDialogue("\n".join(parts),
+                                [" ".join(ex.references[r].strip() for ex in chosen) for r in range(references)],
+                                parts))
     return out
 
 
@@ -67,6 +81,21 @@ def engine_router(engine):
         return [GenerationOutcome(result=r) for r in await asyncio.to_thread(engine.generate, jobs)]
 
     return Router(Backend(BackendName.ONNX, call), None, primary_timeout_s=3600.0, deadline_s=3600.0)
+
+
+def each_whole(engine, router, longs: Sequence[LongDialogue]) -> tuple[list, float]:
+    """Each long dialogue's parts summarized whole (one job each, as the service reads a single
+    conversation), their summaries joined as the service joins window summaries: the ceiling of cutting."""
+    from serving.long_dialogue import join_summaries
+
+    parts, seconds = run_variant(engine, router, [part for long in longs for part in long.parts], None)
+    summaries, at = [], 0
+    for long in longs:
+        mine, at = parts[at:at + len(long.parts)], at + len(long.parts)
+        summaries.append(mine[0].model_copy(update={
+            "summary": join_summaries(mine), "input_tokens": sum(s.input_tokens for s in mine),
+            "output_tokens": sum(s.output_tokens for s in mine), "truncated": any(s.truncated for s in mine)}))
+    return summaries, seconds
 
 
 def run_variant(engine, router, dialogues: Sequence[str], settings) -> tuple[list, float]:
@@ -175,13 +204,15 @@ def main(argv: list[str] | None = None) -> int:
             # summary_tokens 16: every join is longer, so it is summarized again (one more round at most)
             variants += [(f"re-summarized {w}", LongDialogueSettings(window_tokens=w, summary_tokens=16,
                                                                       max_rounds=2)) for w in resummarize]
-        pairs = long_dialogues(k, args.n, data_dir=args.data_dir, eval_set=args.eval_set)
-        dialogues, references = [d for d, _ in pairs], [r for _, r in pairs]
+        variants.append((EACH_WHOLE, None))
+        longs = long_dialogues(k, args.n, data_dir=args.data_dir, eval_set=args.eval_set)
+        dialogues, references = [long.text for long in longs], [long.references for long in longs]
         tokens = [len(ids) for ids in engine.tokenizer.encode(dialogues)]
         baseline = None
         for name, settings in variants:
             log(f"k={k} {name}: {len(dialogues)} long dialogues")
-            summaries, seconds = run_variant(engine, router, dialogues, settings)
+            summaries, seconds = (each_whole(engine, router, longs) if name == EACH_WHOLE
+                                  else run_variant(engine, router, dialogues, settings))
             scores = score(summaries, references)
             info = [s.long_dialogue for s in summaries]
             row = {"k": k, "variant": name, "window_tokens": settings.window_tokens if settings else None,
@@ -190,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
                    "rougeL": sum(scores) / len(scores),
                    "truncated_share": sum(s.truncated for s in summaries) / len(summaries),
                    "long_share": sum(i is not None for i in info) / len(info),
-                   "windows_mean": sum(i.windows if i else 1 for i in info) / len(info),
+                   "windows_mean": (k if name == EACH_WHOLE
+                                    else sum(i.windows if i else 1 for i in info) / len(info)),
                    "rounds_mean": sum(i.rounds if i else 1 for i in info) / len(info),
                    "generations": sum(i.generations if i else 1 for i in info),
                    "summary_tokens_mean": sum(s.output_tokens for s in summaries) / len(summaries),

@@ -347,9 +347,9 @@ class LongDialogues:
         for long in todo:
             last = long.last[-1]
             long.item.summary = Summary(
-                summary=_join(long.last), model=last.model, backend=last.backend, input_tokens=long.input_tokens,
-                output_tokens=sum(r.output_tokens for r in long.last), truncated=long.truncated,
-                fallback=long.fallback,
+                summary=join_summaries(long.last), model=last.model, backend=last.backend,
+                input_tokens=long.input_tokens, output_tokens=sum(r.output_tokens for r in long.last),
+                truncated=long.truncated, fallback=long.fallback,
                 long_dialogue=LongDialogueInfo(windows=long.windows, rounds=long.rounds,
                                                window_tokens=self.splitter.window_tokens,
                                                generations=long.generations,
@@ -424,5 +424,6 @@ class _Long:
     done: bool = False
 
 
-def _join(results: Sequence[GenerationResult]) -> str:
+def join_summaries(results: Sequence[GenerationResult | Summary]) -> str:
+    """The summary of a dialogue read in windows: the windows' summaries, in order, one after the other."""
     return " ".join(s for s in (r.summary.strip() for r in results) if s)
