@@ -12,6 +12,10 @@ every code path that serves ``facebook/bart-large-cnn`` serves it. The recipe:
 - length-bucketed batches under a token budget, AdamW, linear warm-up then cosine decay over the planned
   epochs, label smoothing;
 - after every epoch, greedy ROUGE-L on DialogSum validation; the best epoch is saved to ``<out>/best``;
+- ``--denoise``: instead of summaries, BART's own pre-training objective on the training dialogues (text
+  infilling: spans of Poisson(3) tokens, some 30 % of the dialogue, each hidden behind one ``<mask>``, drawn
+  again for every batch; the model writes the dialogue back). A stage before the summarization fine-tune
+  (``--init-from <out>/last``), which then starts from weights that already read dialogues;
 - a resumable checkpoint (weights, optimizer, scheduler, RNG, position in the epoch) every few minutes
   and at the end of the time budget.
 
@@ -85,6 +89,10 @@ class TrainConfig:
     # The saved model's default no_repeat_ngram_size (generation_config.json); -1 keeps the one it starts with
     # (3 for a new model). Blocking repeated token trigrams mangles names a compact model spells in pieces.
     no_repeat_ngram_size: int = -1
+    # Denoising pre-training (BART's text infilling) on the training dialogues instead of summarizing them; no
+    # summary to score, so every epoch is kept (<out>/last) and --max-target-tokens bounds the dialogue written.
+    denoise: bool = False
+    mask_ratio: float = 0.3
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
@@ -184,9 +192,35 @@ def with_placeholders(example: Example) -> Example:
 
 
 def encode(tokenizer, examples: list[Example], cfg: TrainConfig) -> list[tuple[list[int], list[int]]]:
+    if cfg.denoise:  # the dialogue to write back; its noised source is drawn per batch (``infill``)
+        dialogues = tokenizer([e.dialogue for e in examples], truncation=True,
+                              max_length=min(cfg.max_source_tokens, cfg.max_target_tokens))["input_ids"]
+        return [(ids, ids) for ids in dialogues]
     sources = tokenizer([e.dialogue for e in examples], truncation=True, max_length=cfg.max_source_tokens)["input_ids"]
     targets = tokenizer([e.summary for e in examples], truncation=True, max_length=cfg.max_target_tokens)["input_ids"]
     return list(zip(sources, targets))
+
+
+def infill(ids: list[int], rng: np.random.Generator, mask_id: int, ratio: float = 0.3,
+           mean_span: float = 3.0) -> list[int]:
+    """BART's text infilling: spans of Poisson(``mean_span``) tokens (at least one) start at random places
+    until about ``ratio`` of the tokens between ``<s>`` and ``</s>`` are hidden; each run of hidden tokens
+    becomes a single ``mask_id``, so the model must also tell how much is missing."""
+    body = ids[1:-1]
+    n = len(body)
+    if n == 0 or ratio <= 0:
+        return list(ids)
+    starts = rng.choice(n, size=min(n, max(1, round(n * ratio / mean_span))), replace=False)
+    hidden = np.zeros(n, dtype=bool)
+    for start, length in zip(starts, np.maximum(1, rng.poisson(mean_span, size=len(starts)))):
+        hidden[start:start + length] = True
+    out = [ids[0]]
+    for i, token in enumerate(body):
+        if not hidden[i]:
+            out.append(token)
+        elif i == 0 or not hidden[i - 1]:
+            out.append(mask_id)
+    return out + [ids[-1]]
 
 
 def epoch_batches(lengths: list[int], cfg: TrainConfig, epoch: int) -> list[list[int]]:
@@ -336,6 +370,8 @@ def train(cfg: TrainConfig, resume: bool, train_examples: list[Example] | None =
         cfg = replace(cfg, speaker_placeholders=True)  # a placeholder model keeps learning with placeholders
     if cfg.speaker_placeholders:
         train_examples = [with_placeholders(e) for e in train_examples]
+    if cfg.denoise:  # no summaries written: nothing to score, the last epoch is the one kept
+        cfg = replace(cfg, eval_examples=0, keep="last")
     eval_examples = load_eval_set("dialogsum_validation", cfg.data_dir)[: cfg.eval_examples] \
         if cfg.eval_examples > 0 else []
 
@@ -393,8 +429,12 @@ def train(cfg: TrainConfig, resume: bool, train_examples: list[Example] | None =
         running = None
         epoch_loss = state.get("epoch_loss", [0.0, 0])  # [sum, batches] so far this epoch (survives resume)
         for b in range(state["batch_in_epoch"], len(batches)):
-            input_ids, attention, decoder_inputs, labels = (t.to(device) for t in
-                                                            collate([encoded[i] for i in batches[b]], pad_id, start_id))
+            pairs = [encoded[i] for i in batches[b]]
+            if cfg.denoise:  # new spans every batch, the same after a resume: drawn from (seed, step)
+                noise = np.random.default_rng([cfg.seed, state["step"]])
+                pairs = [(infill(target, noise, tokenizer.mask_token_id, cfg.mask_ratio), target)
+                         for _, target in pairs]
+            input_ids, attention, decoder_inputs, labels = (t.to(device) for t in collate(pairs, pad_id, start_id))
             with autocast:
                 logits = model(input_ids=input_ids, attention_mask=attention, decoder_input_ids=decoder_inputs).logits
             loss = loss_fn(logits.float().view(-1, logits.size(-1)), labels.view(-1))

@@ -69,6 +69,51 @@ def test_the_two_stages_stop_early_then_learn_with_placeholders(tmp_path):
     assert generation_config(tmp_path / "again" / "best")["no_repeat_ngram_size"] == 6  # kept unless told
 
 
+def test_infilling_hides_spans_behind_one_mask_each_and_keeps_the_ends():
+    import numpy as np
+
+    from training.train_default import infill
+
+    ids = [0, *range(10, 110), 2]  # <s>, 100 tokens, </s>
+    noised = infill(ids, np.random.default_rng(7), mask_id=4, ratio=0.3)
+    assert noised[0] == 0 and noised[-1] == 2
+    kept = [t for t in noised[1:-1] if t != 4]
+    assert kept == sorted(kept) and set(kept) < set(ids)  # what is shown is in order, nothing invented
+    hidden = 100 - len(kept)
+    assert 15 <= hidden <= 45  # about 30 %
+    masks = noised.count(4)
+    assert 0 < masks < hidden and all(not (a == b == 4) for a, b in zip(noised, noised[1:]))  # one per span
+    assert noised == infill(ids, np.random.default_rng(7), mask_id=4, ratio=0.3)  # drawn from the generator
+    assert infill([0, 2], np.random.default_rng(7), mask_id=4) == [0, 2]
+
+
+def test_a_denoising_stage_then_summaries_from_its_weights(tmp_path):
+    """--denoise learns to write the training dialogues back from infilled ones, keeps its last epoch (no
+    summaries to score) and resumes; a summarization fine-tune starts from it, with its tokenizer and its
+    placeholders."""
+    from transformers import AutoTokenizer
+
+    from serving.model_config import generation_config
+    from serving.speakers import FLAG
+
+    first = _train(tmp_path / "stage0", "--denoise", "--speaker-placeholders", "--epochs", "2",
+                   "--stop-after-epoch", "1", "--max-target-tokens", "256")
+    assert "finished: epoch 1" in first and "ROUGE" not in first
+    resumed = _train(tmp_path / "stage0", "--denoise", "--speaker-placeholders", "--epochs", "2",
+                     "--max-target-tokens", "256", "--resume")
+    assert "resumed at epoch 1" in resumed and "finished: epoch 2" in resumed
+    info = json.loads((tmp_path / "stage0" / "last" / "training_info.json").read_text())
+    assert info["config"]["denoise"] and [h["val_greedy"] for h in info["history"]] == [None, None]
+    assert not (tmp_path / "stage0" / "best").exists()
+    assert generation_config(tmp_path / "stage0" / "last")[FLAG] is True
+
+    summaries = _train(tmp_path / "stage1", "--init-from", str(tmp_path / "stage0" / "last"), "--epochs", "1")
+    assert "finished: epoch 1" in summaries and "ROUGE-1/2/L" in summaries
+    assert generation_config(tmp_path / "stage1" / "best")[FLAG] is True
+    assert (AutoTokenizer.from_pretrained(tmp_path / "stage1" / "best").get_vocab()
+            == AutoTokenizer.from_pretrained(tmp_path / "stage0" / "last").get_vocab())
+
+
 def test_recipe_is_deterministic(tmp_path):
     _train(tmp_path / "a", "--epochs", "1")
     _train(tmp_path / "b", "--epochs", "1")
