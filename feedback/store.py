@@ -299,7 +299,8 @@ class SQLiteStore(FeedbackStore):
                                check_same_thread=False)
         try:
             conn.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = _while_locked(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone()[0],
+                                 SQLITE_BUSY_TIMEOUT_MS / 1000)
             if mode.lower() != "wal":
                 raise sqlite3.OperationalError(f"{self.path} cannot use WAL (journal mode {mode}); "
                                                "put SUMMARIZER_FEEDBACK_PATH on a local file system")
@@ -407,6 +408,25 @@ class PostgresStore(FeedbackStore):
             conn.close()
             raise
         return conn
+
+
+def _while_locked(operation, timeout_s: float, clock=time.monotonic, sleep=time.sleep):
+    """``operation()``, tried again while SQLite answers "database is locked", for up to ``timeout_s``.
+
+    The busy timeout does not cover every wait: to avoid a deadlock SQLite answers SQLITE_BUSY at once,
+    without its busy handler, to a connection that would have to wait for a lock while holding one; asking
+    for WAL while another process (a second API worker starting at the same moment) switches the new file
+    to it or creates its tables is such a case (seen in CI: the worker failed its first write)."""
+    deadline = clock() + timeout_s
+    delay = 0.001
+    while True:
+        try:
+            return operation()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or clock() >= deadline:
+                raise
+        sleep(delay)
+        delay = min(2 * delay, 0.05)
 
 
 def _rollback(cur) -> None:

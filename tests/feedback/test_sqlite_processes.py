@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WRITES = 500
 WRITER = """
@@ -49,3 +51,42 @@ def test_two_processes_write_at_once_and_nothing_is_lost(tmp_path):
     assert counts == (2 * WRITES, 2 * WRITES)
     assert max(spans["a"][0], spans["b"][0]) < min(spans["a"][1], spans["b"][1]), \
         f"the two writers did not write at the same time: {spans}"
+
+
+def test_a_lock_sqlite_answers_at_once_is_waited_for_within_the_busy_timeout():
+    """SQLite answers "database is locked" without waiting where waiting could deadlock (asking for WAL while
+    another process switches a new file to it): the store tries again, within its busy timeout, and lets any
+    other error, or a lock that outlasts the timeout, through."""
+    from feedback.store import _while_locked
+
+    now = [0.0]
+    answers = iter([sqlite3.OperationalError("database is locked")] * 3 + ["wal"])
+
+    def pragma():
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    assert _while_locked(pragma, 1.0, clock=lambda: now[0], sleep=sleep) == "wal"
+    assert 0 < now[0] < 0.01  # waited a little, three times
+
+    def locked():
+        raise sqlite3.OperationalError("database is locked")
+
+    now[0] = 0.0
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        _while_locked(locked, 1.0, clock=lambda: now[0], sleep=sleep)
+    assert 1.0 <= now[0] < 1.1  # given up at the timeout, not before
+
+    def broken():
+        now[0] += 1
+        raise sqlite3.OperationalError("disk I/O error")
+
+    now[0] = 0.0
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+        _while_locked(broken, 10.0, clock=lambda: now[0], sleep=sleep)
+    assert now[0] == 1  # not tried again
