@@ -26,6 +26,9 @@ def test_each_whole_is_the_ceiling_row_and_at_k1_it_is_truncation(tiny_model, be
     # one conversation summarized whole is what truncation does with it: the same summaries, the same score
     one, truncation = rows[(1, "each whole (ceiling)")], rows[(1, "truncation")]
     assert one["per_dialogue"] == truncation["per_dialogue"] and one["vs_truncation"] == 0.0
+    assert one["long_share"] == 0.0 and one["windows_mean"] == 1 and one["generations"] == 3
+    # two conversations: read as two windows, each one generation, as the service would count them
     two = rows[(2, "each whole (ceiling)")]
     assert two["windows_mean"] == 2 and two["dialogues"] == 3 and len(two["per_dialogue"]) == 3
+    assert two["long_share"] == 1.0 and two["generations"] == 6 and two["rounds_mean"] == 1
     assert "each whole (ceiling)" in proc.stdout
