@@ -93,6 +93,9 @@ class TrainConfig:
     # summary to score, so every epoch is kept (<out>/last) and --max-target-tokens bounds the dialogue written.
     denoise: bool = False
     mask_ratio: float = 0.3
+    # Keep every finished epoch's weights as <out>/epoch-N (33 MB each at the default size), so the last few
+    # can be averaged (python -m training.average); off: only best and last are kept.
+    save_epochs: bool = False
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
@@ -473,6 +476,8 @@ def train(cfg: TrainConfig, resume: bool, train_examples: list[Example] | None =
               f"{scores['rouge1']:.2f}/{scores['rouge2']:.2f}/{scores['rougeL']:.2f}" if scores else ""), flush=True)
         state["epoch"] += 1
         state["batch_in_epoch"] = 0
+        if cfg.save_epochs:
+            save_pretrained(out / f"epoch-{epoch + 1}", model, tokenizer, {"parameters": n_params, **state})
         if cfg.keep == "best" and scores and scores["rougeL"] > state["best_rougeL"]:
             state["best_rougeL"], state["best_epoch"] = scores["rougeL"], epoch + 1
             save_pretrained(out / "best", model, tokenizer, {"parameters": n_params, **state})

@@ -69,6 +69,45 @@ def test_the_two_stages_stop_early_then_learn_with_placeholders(tmp_path):
     assert generation_config(tmp_path / "again" / "best")["no_repeat_ngram_size"] == 6  # kept unless told
 
 
+def test_every_epoch_kept_and_averaged_into_a_loadable_model(tmp_path):
+    """--save-epochs keeps each epoch's weights; python -m training.average writes their element-wise mean
+    with the run's tokenizer and generation config, and refuses checkpoints of another shape."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from serving.model_config import generation_config
+
+    _train(tmp_path / "run", "--epochs", "3", "--save-epochs", "--no-repeat-ngram-size", "6")
+    epochs = [tmp_path / "run" / f"epoch-{n}" for n in (1, 2, 3)]
+    weights = [load_file(e / "model.safetensors") for e in epochs]
+    assert torch.equal(weights[2]["model.shared.weight"], load_file(tmp_path / "run" / "last" /
+                                                                    "model.safetensors")["model.shared.weight"])
+    assert not torch.equal(weights[1]["model.shared.weight"], weights[2]["model.shared.weight"])
+
+    out = tmp_path / "avg"
+    proc = subprocess.run([sys.executable, "-m", "training.average", "--out", str(out), *map(str, epochs[1:])],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    mean = load_file(out / "model.safetensors")
+    assert mean.keys() == weights[2].keys()
+    for name in ("model.shared.weight", "model.encoder.layers.0.fc1.weight"):
+        assert torch.allclose(mean[name], (weights[1][name] + weights[2][name]) / 2, atol=1e-6)
+    info = json.loads((out / "training_info.json").read_text())
+    assert [s["epoch"] for s in info["sources"]] == [2, 3]
+    assert generation_config(out)["no_repeat_ngram_size"] == 6
+    tokenizer, model = AutoTokenizer.from_pretrained(out), AutoModelForSeq2SeqLM.from_pretrained(out)
+    assert model.generate(**tokenizer(["Amanda: I baked cookies."], return_tensors="pt"),
+                          max_new_tokens=8).shape[1] > 1
+
+    _train(tmp_path / "wider", "--epochs", "1", "--ffn-dim", "96")
+    refused = subprocess.run([sys.executable, "-m", "training.average", "--out", str(tmp_path / "no"),
+                              str(epochs[0]), str(tmp_path / "wider" / "last")],
+                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "differs in shape" in refused.stderr and "fc1.weight" in refused.stderr
+    assert not (tmp_path / "no").exists()
+
+
 def test_infilling_hides_spans_behind_one_mask_each_and_keeps_the_ends():
     import numpy as np
 
