@@ -34,6 +34,11 @@ def test_the_service_runs_two_api_workers_and_one_onnx_worker(served):
     for worker in (w for w in workers if w.service == API):
         assert not [m.path for m in worker.process.memory_maps() if "libtorch" in m.path], \
             f"API worker {worker.worker_id} loaded PyTorch"
+    # uvicorn serves on httptools' HTTP parser and uvloop's event loop when they are installed (requirements)
+    for worker in (w for w in workers if w.service in (API, ONNX)):
+        libraries = {m.path for m in worker.process.memory_maps()}
+        assert any("/uvloop/" in p for p in libraries) and any("/httptools/" in p for p in libraries), \
+            f"{worker.service} worker {worker.worker_id} runs without uvloop or httptools"
 
 
 def test_killing_the_onnx_worker_fails_no_request(served):
