@@ -37,8 +37,11 @@ DIALOGUE = ("Amanda: I baked cookies. Do you want some?\nJerry: Sure!\n"
             "Amanda: I will bring you some tomorrow :-)")
 NOT_IN_THE_IMAGE = ("torch", "transformers", "optimum")
 # SIGTERM check: enough requests, each long enough (at least 64 new tokens, 4 beams), that the signal
-# arrives while every one of them is in flight.
+# arrives while most of them are in flight. Not all: adaptive batching may run the first to arrive alone
+# and answer it (some 80 ms) before the last has arrived, so "all 16 at once" is a race, not a property.
+# The signal is sent once every request has arrived (in flight or answered) and at least half are in flight.
 DRAIN_REQUESTS = 16
+DRAIN_MIN_IN_FLIGHT = DRAIN_REQUESTS // 2
 DRAIN_GENERATION = {"min_new_tokens": 64, "max_new_tokens": 72}
 IN_FLIGHT_METRIC = "bentoml_service_request_in_progress"
 
@@ -165,12 +168,19 @@ async def _drain(server: ContainerServer) -> tuple[list, int, float, float]:
     async with AsyncSummarizerClient(server.url, timeout_s=300) as client:
         requests = [asyncio.create_task(client.summarize(f"{DIALOGUE}\nJerry: Thanks! ({i})", DRAIN_GENERATION))
                     for i in range(DRAIN_REQUESTS)]
-        deadline, held = time.monotonic() + 60, 0.0
-        while held < DRAIN_REQUESTS and time.monotonic() < deadline:
+        deadline, held, most = time.monotonic() + 60, 0.0, 0.0
+        while time.monotonic() < deadline:
+            # answered first, then the gauge: an answered request has left the gauge before its answer
+            # arrives, so answered + held never counts one twice, and reaching 16 means all have arrived
+            answered = sum(task.done() for task in requests)
             held = in_flight(await client.metrics_text())
+            most = max(most, held)
+            if answered + held >= DRAIN_REQUESTS and held >= DRAIN_MIN_IN_FLIGHT:
+                break
             await asyncio.sleep(0.05)
-        if held < DRAIN_REQUESTS:
-            raise CheckFailed(f"only {held:g} of {DRAIN_REQUESTS} requests were ever in flight at once")
+        else:
+            raise CheckFailed(f"at most {most:g} of {DRAIN_REQUESTS} requests were in flight at once (needs "
+                              f"{DRAIN_MIN_IN_FLIGHT} once all have arrived)")
         code, seconds = await asyncio.to_thread(server.terminate)
         answers = await asyncio.gather(*requests, return_exceptions=True)
     return answers, code, seconds, held
@@ -180,12 +190,15 @@ def check_sigterm(report: Report, server: ContainerServer) -> str:
     answers, code, seconds, held = asyncio.run(_drain(server))
     failed = [repr(a) for a in answers if isinstance(a, BaseException)]
     report.figures["sigterm_to_exit_s"] = round(seconds, 2)
+    report.figures["in_flight_at_sigterm"] = held
     if failed:
         raise CheckFailed(f"{len(failed)} of {len(answers)} requests in flight at SIGTERM failed: {failed[:3]}")
     if code != 0:
         raise CheckFailed(f"all {len(answers)} requests answered, but the container exited with {code}")
-    return (f"`podman stop` with {held:g} requests in flight: all {len(answers)} answered 200, the container "
-            f"exited 0 after {seconds:.1f} s (grace period {server.pod.termination_grace_s} s)")
+    before = f" (the other {len(answers) - held:g} answered before it)" if held < len(answers) else ""
+    return (f"`podman stop` with {held:g} of {len(answers)} requests in flight{before}: all {len(answers)} "
+            f"answered 200, the container exited 0 after {seconds:.1f} s (grace period "
+            f"{server.pod.termination_grace_s} s)")
 
 
 def run_checks(image: str, log_dir: Path, secret_files: Sequence[Path] = (), pod: Pod | None = None,
