@@ -56,7 +56,7 @@ test: setup
 # stage 1's weights (6 epochs of a cosine schedule; every epoch kept, the one best on DialogSum validation is
 # `best`), saved blocking only repeated 6-grams of tokens by default (chosen on DialogSum validation).
 # Each stage resumes from its checkpoint in $(TRAIN_OUT) when the machine still has it; the result is
-# $(TRAIN_OUT)/stage2/best. About 3.5 hours on two CPU cores, minutes on a GPU.
+# $(TRAIN_OUT)/stage2/best. About 3 h 40 min on two CPU cores, minutes on a GPU.
 train: setup
 	$(BIN)/python -m training.train_default --out $(TRAIN_OUT)/stage1 --denoise --speaker-placeholders --epochs 2 \
 	  --max-target-tokens 256 --resume
