@@ -4,8 +4,8 @@ changes the answer).
 The model is named by its identity, not by its tag alone: the tag plus the sha256 of every file recorded at
 import (model_store/store.py), so a model re-imported under the same tag with new weights never answers from
 the entries of the old one. ``ANSWER_SETTINGS`` lists the service settings that change an answer: the long-dialogue
-windows (SUMMARIZER_LONG_*); not the backends (they agree) nor a dialogue's limits (they refuse rather than
-change). Every key changes with them.
+windows (SUMMARIZER_LONG_*; with them the sha256 of the weights that place their cuts); not the backends (they
+agree) nor a dialogue's limits (they refuse rather than change). Every key changes with them.
 """
 
 from __future__ import annotations
@@ -36,8 +36,14 @@ def model_identity(stored) -> str:
 
 
 def answer_context(config, names: tuple[str, ...] = ANSWER_SETTINGS) -> dict:
-    """The values of the ``ANSWER_SETTINGS`` of a ServingConfig, as JSON-ready values."""
-    return {name: _plain(getattr(config, name)) for name in names}
+    """The values of the ``ANSWER_SETTINGS`` of a ServingConfig, as JSON-ready values, and the sha256 of the
+    conversation-boundary weights that place a long dialogue's cuts (new weights: new windows, new answers)."""
+    from serving.conversation_boundaries import shipped_sha256
+
+    context = {name: _plain(getattr(config, name)) for name in names}
+    if getattr(config, "long_dialogues", False):
+        context["long_boundaries"] = shipped_sha256()
+    return context
 
 
 def cache_key(model: str, settings: GenerationSettings, dialogue: str, context: Mapping[str, object] = {}) -> str:

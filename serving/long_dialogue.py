@@ -3,10 +3,11 @@
 A dialogue of up to ``long_from_tokens`` is one job, as before: a single conversation scores higher read whole
 than in windows. A longer one is split at speaker turns (lines) into
 windows of at most ``window_tokens`` tokens, counted with the model's own tokenizer, special tokens included
-(so the engine never cuts a window): as few windows as packing them full needs, with the cuts placed where the
-talk changes topic most (the least lexical similarity between the turns before and after a cut; see
-``_cut_at_topic_shifts``), so that a window holds one conversation rather than the end of one and the start of
-the next. A single turn longer than a window is split at sentence boundaries, each
+(so the engine never cuts a window), cut where a new conversation starts (``serving/conversation_boundaries.py``
+gives each gap between turns the log-odds of one; see ``_cut_at_conversation_ends``) and, where a window must end
+to fit, at the likeliest place it can: a window then holds one conversation rather than the end of one and the
+start of the next, which the model (trained on single conversations) would summarize as one. A single turn
+longer than a window is split at sentence boundaries, each
 piece after the first prefixed with the turn's speaker ("Amanda: "), so the model still knows who speaks; a
 sentence longer than a window is cut at the last space that fits (at any character as the very last resort).
 Nothing is dropped: every character of the dialogue but line breaks and the spaces at a cut is in a window.
@@ -25,18 +26,16 @@ import itertools
 import math
 import re
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from serving.config import ServingConfig
+from serving.conversation_boundaries import SPEAKER, BoundaryModel, shipped
 from serving.flow import Call, Item
 from serving.protocol import GenerationJob, GenerationResult, LongDialogueInfo, Summary
 from serving.routing import Routed, Router
 from serving.tokenization import ModelTokenizer
 
-# "Amanda: ...", "#Person1#: ...", "Dr. Smith: ..." at the start of a turn.
-_SPEAKER = re.compile(r"^\s*([^:\n]{1,40}?):[ \t]+(?=\S)")
 # A sentence ends at . ! ? or … (possibly closed by quotes or brackets) before whitespace.
 _SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+")
 
@@ -71,11 +70,14 @@ class Window:
 
 
 class WindowSplitter:
-    """Splits a text into windows of at most ``window_tokens`` tokens of ``count`` (special tokens included)."""
+    """Splits a text into windows of at most ``window_tokens`` tokens of ``count`` (special tokens included), cut
+    where ``boundaries`` (default: the shipped weights) says a new conversation starts."""
 
-    def __init__(self, count: Callable[[Sequence[str]], list[int]], window_tokens: int) -> None:
+    def __init__(self, count: Callable[[Sequence[str]], list[int]], window_tokens: int,
+                 boundaries: BoundaryModel | None = None) -> None:
         self.count = count
         self.window_tokens = window_tokens
+        self.boundaries = boundaries or shipped()
         if self._tokens("") >= window_tokens:
             raise ValueError(f"a window of {window_tokens} tokens holds no text with this tokenizer")
 
@@ -105,25 +107,25 @@ class WindowSplitter:
         one long turn on the same line (a window that begins inside a turn begins with its speaker).
 
         Packed by adding up the units' own token counts (one batch encode), which is exact for byte-level
-        BPE tokenizers (BART's, GPT-2's: a line break is a token of its own), with the cuts at topic
-        shifts; every window is then counted whole, and where a tokenizer merges across a join the units are
+        BPE tokenizers (BART's, GPT-2's: a line break is a token of its own), with the cuts where
+        conversations end; every window is then counted whole, and where a tokenizer merges across a join the units are
         packed again, greedily, by counting each grown window (exact; a window's worth of tokens encoded per unit)."""
         windows = self._pack_by_sum(units)
         if all(n <= self.window_tokens for n in self.count([window.text for window in windows])):
             return windows
         return self._pack_counting(units)
 
-    def _pack_by_sum(self, units: list[_Unit], by_topic: bool = True) -> list[Window]:
-        """As few windows as greedy packing needs; by topic: with the cuts where the talk changes most."""
+    def _pack_by_sum(self, units: list[_Unit], by_conversation: bool = True) -> list[Window]:
+        """By conversation: cut where conversations end and where windows must end to fit; else as few windows
+        as greedy packing needs (what ``_pack_counting`` gives)."""
         special = self._tokens("")
         line_break = self._tokens("\n") - special
         alone = [n - special for n in self.count([u.speaker + u.text for u in units])]  # starting a line
         after = [n - special for n in self.count([" " + u.text for u in units])]  # going on the line before
-        windows = self._greedy(units, alone, after, line_break, self.window_tokens - special)
-        if not by_topic or len(windows) == 1:
-            return windows
+        if not by_conversation:
+            return self._greedy(units, alone, after, line_break, self.window_tokens - special)
         joined = [0] + [after[i] if units[i].continues else line_break + alone[i] for i in range(1, len(units))]
-        starts = _cut_at_topic_shifts(units, alone, joined, self.window_tokens - special)
+        starts = _cut_at_conversation_ends(units, alone, joined, self.window_tokens - special, self.boundaries)
         return [_window(units[start:end]) for start, end in zip(starts, [*starts[1:], len(units)])]
 
     @staticmethod
@@ -173,7 +175,7 @@ class WindowSplitter:
     def _split_turn(self, line: str) -> list[_Unit]:
         """A turn longer than a window: its sentences (a sentence longer than a window cut), each a unit that
         fits with the speaker's name before it."""
-        speaker = _SPEAKER.match(line)
+        speaker = SPEAKER.match(line)
         said = line[speaker.end():] if speaker else line
         prefix = f"{speaker.group(1).strip()}: " if speaker else ""
         if not self.fits(prefix + "x"):  # a speaker's name that leaves no room in a window: not repeated
@@ -225,65 +227,39 @@ def _window(units: Sequence[_Unit]) -> Window:
     return Window("\n".join(lines), tuple(unit.piece for unit in units))
 
 
-# Words that say nothing about what is talked about (they are in every topic); the rest is compared.
-_STOP_WORDS = frozenset("""
-a about after again all also am an and any are as at be because been before being but by can could did do does
-doing don down for from get gets getting go goes going good got had has have having he her here him his how i if
-in into is it its just know let like me more much my no not now of off oh ok okay on one only or our out over
-please really right said say see she should so some sure tell than thank thanks that the their them then there
-these they think this those to too up us very want was we well were what when where which who why will with would
-yeah yes you your
-""".split())
-_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
-_TOPIC_BLOCK = 5  # turns on each side of a boundary compared (TextTiling's block): a few turns, not one reply
+# A cut where a new conversation starts with at least these log-odds (p > 0.27): chosen with the window on
+# joined DialogSum validation dialogues (README, "Long dialogues"); lower cuts more often (more, shorter
+# windows, each summary shorter than the conversation's), higher fewer (windows that span two conversations).
+_CUT_LOG_ODDS = -1.0
+_CUT_IN_A_TURN = 50.0  # a cut between the pieces of one long turn: only where a window must end there
 
 
-def _content_words(unit: _Unit) -> Counter[str]:
-    """What a turn talks about: its words but the stop words, without the speaker's name (every topic has it)."""
-    speaker = _SPEAKER.match(unit.text)
-    said = unit.text[speaker.end():] if speaker else unit.text
-    return Counter(w for w in map(str.lower, _WORD.findall(said)) if len(w) > 2 and w not in _STOP_WORDS)
+def _cut_at_conversation_ends(units: Sequence[_Unit], alone: Sequence[int], joined: Sequence[int], limit: int,
+                              boundaries: BoundaryModel) -> list[int]:
+    """The first unit of each window of at most ``limit`` tokens: cut where a new conversation most likely
+    starts (``serving/conversation_boundaries.py``), as many windows as there are conversations, and where a
+    window must end to fit, at the likeliest of the places it can (dynamic programming over cut positions).
 
-
-def _cosine(a: Counter[str], b: Counter[str]) -> float:
-    if not a or not b:
-        return 0.0
-    dot = sum(n * b[word] for word, n in a.items() if word in b)
-    return dot / math.sqrt(sum(n * n for n in a.values()) * sum(n * n for n in b.values()))
-
-
-def _gap_similarity(units: Sequence[_Unit]) -> list[float]:
-    """For each gap before unit i (i >= 1), how alike the talk is on both sides (TextTiling, Hearst 1997):
-    the cosine of the content-word counts of the ``_TOPIC_BLOCK`` turns before and after; low at a new topic."""
-    words = [_content_words(unit) for unit in units]
-    similarity = [0.0]
-    for gap in range(1, len(units)):
-        similarity.append(_cosine(sum(words[max(0, gap - _TOPIC_BLOCK):gap], Counter()),
-                                  sum(words[gap:gap + _TOPIC_BLOCK], Counter())))
-    return similarity
-
-
-def _cut_at_topic_shifts(units: Sequence[_Unit], alone: Sequence[int], joined: Sequence[int],
-                         limit: int) -> list[int]:
-    """The first unit of each window of at most ``limit`` tokens: as few windows as fit (what greedy packing
-    gives), and among those cuts the ones with the least similarity summed (dynamic programming over cut
-    positions). A window that straddles two topics gets a summary of one of them (the model was trained on
-    single conversations): measured in bench/long_dialogue.py.
-
-    ``alone[i]``: unit i's tokens when it starts a window; ``joined[i]``: what it adds to the window before.
-    A cut inside a long turn (between its pieces) costs more than any cut between turns: only when needed.
-    Each window costs more than all cuts can (so the fewest windows come first) and there is no count
-    dimension: the work is units x units per window, linear in the dialogue's length."""
+    A cut costs ``_CUT_LOG_ODDS`` minus its log-odds: negative, so taken, where a new conversation is likely;
+    positive, so avoided unless needed, elsewhere. ``alone[i]``: unit i's tokens when it starts a window;
+    ``joined[i]``: what it adds to the window before. The work is units x units per window, linear in the
+    dialogue's length."""
     n = len(units)
-    cost = [2.0 if unit.continues else similarity for unit, similarity in zip(units, _gap_similarity(units))]
-    per_window = 2.0 * n + 1.0
+    turns: list[str] = []  # the dialogue's turns, a long turn's pieces together again (one turn to the model)
+    for unit in units:
+        if unit.continues and turns:
+            turns[-1] += " " + unit.text
+        else:
+            turns.append(unit.speaker + unit.text)
+    log_odds = iter(boundaries.log_odds(turns))
+    cost = [_CUT_IN_A_TURN if unit.continues else _CUT_LOG_ODDS - next(log_odds) for unit in units]
     prefix = list(itertools.accumulate(joined, initial=0))
     best = [0.0] + [math.inf] * n  # best[j]: the least cost of the units before j in whole windows
     start = [0] * (n + 1)  # start[j]: where the last of those windows starts
     for end in range(1, n + 1):
         first = end - 1
         while first >= 0 and (first == end - 1 or alone[first] + prefix[end] - prefix[first + 1] <= limit):
-            total = best[first] + per_window + (cost[first] if first else 0.0)
+            total = best[first] + (cost[first] if first else 0.0)
             if total < best[end]:
                 best[end], start[end] = total, first
             first -= 1

@@ -21,7 +21,7 @@ def test_each_whole_is_the_ceiling_row_and_at_k1_it_is_truncation(tiny_model, be
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "long_dialogue-latest.json").read_text())
     rows = {(row["k"], row["variant"]): row for row in report["rows"]}
-    assert [variant for k, variant in rows if k == 2] == ["truncation", "windows 192 from 384",
+    assert [variant for k, variant in rows if k == 2] == ["truncation", "windows 320 from 384",
                                                           "each whole (ceiling)"]
     # one conversation summarized whole is what truncation does with it: the same summaries, the same score
     one, truncation = rows[(1, "each whole (ceiling)")], rows[(1, "truncation")]

@@ -56,33 +56,60 @@ def test_windows_keep_whole_turns_in_order_and_each_fits(tokenizer, meeting, win
         # every window is whole turns, and the windows' turns are the dialogue's, in order: nothing dropped
         assert [line for w in windows for line in w.text.split("\n")] == lines
     assert words(" ".join(p for w in windows for p in w.pieces)) == words(meeting)
-    # as few windows as packing each as full as it goes (the cuts are then placed by topic)
+    # no more windows than one per conversation (6) plus what packing each as full as it goes needs
     splitter = WindowSplitter(token_counter(tokenizer), window_tokens)
     greedy = splitter._pack_counting(splitter.units(meeting))
     for w, after in zip(greedy, greedy[1:]):
         assert not splitter.fits(w.text + "\n" + after.text.split("\n")[0])
-    assert len(windows) == len(greedy)
+    assert len(greedy) <= len(windows) <= len(greedy) + 6
 
 
-def test_windows_are_cut_where_the_topic_changes(tokenizer):
-    # two conversations of 8 turns each in two windows: packing by size alone fills the first window past the
-    # end of the first conversation; by topic, the cut falls between them
-    cooking = ["Ann: Shall we bake the bread with rye flour?", "Bob: Rye flour makes the bread heavy.",
-               "Ann: Then wheat flour, and more yeast for the dough.", "Bob: The dough needs an hour to rise.",
-               "Ann: I will heat the oven for the bread.", "Bob: Bake the loaf until the crust is brown.",
-               "Ann: The crust of my last loaf burned in the oven.", "Bob: Lower the oven, the bread bakes longer."]
-    car = ["Ann: My car makes a noise when I brake.", "Bob: The brake pads of your car may be worn.",
-           "Ann: The garage said the tyres are worn too.", "Bob: New tyres and brake pads cost a lot.",
-           "Ann: The car also needs an oil change at the garage.", "Bob: Change the oil and the filter together.",
-           "Ann: Can the garage check the engine of the car?", "Bob: The engine noise may be the brake again."]
-    dialogue = "\n".join(cooking + car)
-    splitter = WindowSplitter(token_counter(tokenizer), tokens(tokenizer, "\n".join(cooking + car[:2])))
-    by_size = splitter._pack_by_sum(splitter.units(dialogue), by_topic=False)
+# Two conversations of a support desk, one after the other: the first closes ("Bye"), the second opens.
+BREAD = ["Ann: Shall we bake the bread with rye flour?", "Bob: Rye flour makes the bread heavy.",
+         "Ann: Then wheat flour, and more yeast for the dough.", "Bob: The dough needs an hour to rise.",
+         "Ann: Great, thanks for the tip. Bye!"]
+CAR = ["Ann: Good morning, how can I help you?", "Bob: My car makes a noise when I brake.",
+       "Ann: The brake pads of your car may be worn.", "Bob: How much are new brake pads?",
+       "Ann: About eighty dollars, fitted.", "Bob: Fine, I will bring the car in on Monday."]
+
+
+def test_a_new_conversation_is_likelier_where_one_closes_and_the_next_opens():
+    from serving.conversation_boundaries import shipped
+
+    log_odds = shipped().log_odds(BREAD + CAR)
+    start = len(BREAD)
+    assert len(log_odds) == len(BREAD + CAR) and log_odds[0] == 0.0
+    assert log_odds[start] > 0 > max(log_odds[1:start] + log_odds[start + 1:])
+
+
+def test_windows_are_cut_where_a_new_conversation_starts(tokenizer):
+    # both conversations fit in one window, but not together: packing by size alone fills the first window
+    # past the end of the first conversation; by conversation, the cut falls between them
+    dialogue = "\n".join(BREAD + CAR)
+    splitter = WindowSplitter(token_counter(tokenizer), tokens(tokenizer, "\n".join(BREAD + CAR[:3])))
+    by_size = splitter._pack_by_sum(splitter.units(dialogue), by_conversation=False)
     windows = splitter.split(dialogue)
-    assert len(by_size) == 2 and by_size[0].text.endswith(car[1])
-    assert [w.text for w in windows] == ["\n".join(cooking), "\n".join(car)]
+    assert len(by_size) == 2 and by_size[0].text.endswith(CAR[2])
+    assert [w.text for w in windows] == ["\n".join(BREAD), "\n".join(CAR)]
     assert all(tokens(tokenizer, w.text) <= splitter.window_tokens for w in windows)
-    assert [line for w in windows for line in w.text.split("\n")] == cooking + car
+
+
+def test_a_window_long_enough_for_both_conversations_still_holds_one(tokenizer):
+    # the window holds the whole dialogue, but a dialogue longer than long_from_tokens is read in windows:
+    # one per conversation, not one for both
+    dialogue = "\n".join(BREAD + CAR)
+    splitter = WindowSplitter(token_counter(tokenizer), 1024)
+    windows = splitter._pack(splitter.units(dialogue))
+    assert [w.text for w in windows] == ["\n".join(BREAD), "\n".join(CAR)]
+
+
+def test_one_conversation_longer_than_a_window_is_cut_where_it_must_and_nothing_is_lost(tokenizer):
+    dialogue = "\n".join(CAR * 3)
+    splitter = WindowSplitter(token_counter(tokenizer), tokens(tokenizer, "\n".join(CAR)) + 2)
+    windows = splitter.split(dialogue)
+    assert len(windows) >= 3
+    assert all(tokens(tokenizer, w.text) <= splitter.window_tokens for w in windows)
+    assert [line for w in windows for line in w.text.split("\n")] == CAR * 3
 
 
 def test_a_turn_longer_than_a_window_is_split_at_sentences_with_its_speaker(tokenizer):
@@ -97,7 +124,8 @@ def test_a_turn_longer_than_a_window_is_split_at_sentences_with_its_speaker(toke
     assert all(line.startswith("Mr. Ben Holt: Point ") for line in ben)  # the speaker, again on every piece
     assert all(line.endswith("quarter.") for line in ben)  # cut at sentence ends only
     assert windows[0].text.startswith("Anna: Shall we start?")
-    assert windows[-1].text.endswith("\nAnna: Thanks, Ben.")
+    # Anna's reply on its own line (a cut between two turns is cheaper than one more inside Ben's)
+    assert windows[-1].text.split("\n")[-1] == "Anna: Thanks, Ben."
 
 
 def test_a_sentence_longer_than_a_window_is_cut_as_the_last_resort(tokenizer):
@@ -261,7 +289,7 @@ def test_a_window_never_exceeds_the_model_context(tokenizer):
 def test_the_settings_and_the_switch():
     from serving.config import ServingConfig
 
-    assert ServingConfig.load({}).long_dialogue == LongDialogueSettings(window_tokens=192, long_from_tokens=384,
+    assert ServingConfig.load({}).long_dialogue == LongDialogueSettings(window_tokens=320, long_from_tokens=384,
                                                                         summary_tokens=2048,
                                                                         max_rounds=3)
     assert ServingConfig.load({"SUMMARIZER_LONG_DIALOGUES": "false"}).long_dialogue is None
@@ -298,7 +326,7 @@ def test_packing_by_adding_counts_is_packing_by_counting_windows(tokenizer, meet
     for text in (meeting, meeting + "\n" + long_turn + "\nAnna: OK."):
         units = splitter.units(text)
         assert any(unit.continues for unit in units) or text == meeting  # pieces of a long turn too
-        assert splitter._pack_by_sum(units, by_topic=False) == splitter._pack_counting(units)
+        assert splitter._pack_by_sum(units, by_conversation=False) == splitter._pack_counting(units)
 
 
 def test_a_tokenizer_that_merges_across_joins_still_gets_windows_that_fit():
@@ -322,3 +350,25 @@ def test_the_long_dialogue_settings_are_part_of_every_cache_key():
     assert len({key(), key(SUMMARIZER_LONG_WINDOW_TOKENS="300"), key(SUMMARIZER_LONG_DIALOGUES="false"),
                 key(SUMMARIZER_LONG_FROM_TOKENS="300"),
                 key(SUMMARIZER_LONG_SUMMARY_TOKENS="64"), key(SUMMARIZER_LONG_MAX_ROUNDS="1")}) == 6
+
+
+def test_the_boundary_weights_are_part_of_every_cache_key_when_long_dialogues_are_on(monkeypatch, tmp_path):
+    # new weights place a meeting's cuts elsewhere: its cached answers must not be served for them
+    from cache.keys import answer_context
+    from serving import conversation_boundaries
+    from serving.config import ServingConfig
+
+    import hashlib
+
+    on, off = ServingConfig.load({}), ServingConfig.load({"SUMMARIZER_LONG_DIALOGUES": "false"})
+    shipped = answer_context(on)["long_boundaries"]
+    assert shipped == hashlib.sha256(conversation_boundaries.WEIGHTS_PATH.read_bytes()).hexdigest()
+    assert "long_boundaries" not in answer_context(off)  # every dialogue one job: no cut to place
+    retrained = tmp_path / "conversation_boundaries.json"
+    retrained.write_bytes(b'{"weights": {"bias": -2.0}}')
+    monkeypatch.setattr(conversation_boundaries, "WEIGHTS_PATH", retrained)
+    conversation_boundaries.shipped_sha256.cache_clear()
+    try:
+        assert answer_context(on)["long_boundaries"] == hashlib.sha256(retrained.read_bytes()).hexdigest() != shipped
+    finally:
+        conversation_boundaries.shipped_sha256.cache_clear()
