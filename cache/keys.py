@@ -14,6 +14,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 
+from serving.conversation_boundaries import shipped_sha256
 from serving.protocol import GenerationSettings
 
 # Bumped when what an entry holds changes shape: old entries are then never read (they age out by their TTL).
@@ -38,8 +39,6 @@ def model_identity(stored) -> str:
 def answer_context(config, names: tuple[str, ...] = ANSWER_SETTINGS) -> dict:
     """The values of the ``ANSWER_SETTINGS`` of a ServingConfig, as JSON-ready values, and the sha256 of the
     conversation-boundary weights that place a long dialogue's cuts (new weights: new windows, new answers)."""
-    from serving.conversation_boundaries import shipped_sha256
-
     context = {name: _plain(getattr(config, name)) for name in names}
     if getattr(config, "long_dialogues", False):
         context["long_boundaries"] = shipped_sha256()

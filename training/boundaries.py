@@ -90,13 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args(argv)
 
-    from eval.datasets import load_eval_set, load_train_examples
+    from eval.datasets import TRAIN_FILES, data_dir, load_eval_set, read_jsonl
 
     rng = random.Random(SEED)
-    train = load_train_examples(args.data_dir)
-    corpora = {"dialogsum": [e.dialogue for e in train if e.id.startswith("train_")],
-               "samsum": [e.dialogue for e in train if not e.id.startswith("train_")]}
-    examples = [ex for dialogues in corpora.values() for ex in joined_gaps(dialogues, args.joins, rng)]
+    root = data_dir(args.data_dir)
+    corpora = {Path(rel).stem: [e.dialogue for e in read_jsonl(root / rel)] for rel in TRAIN_FILES}
+    # one corpus at a time (dialogsum_train, then samsum_train): a run never joins a DialogSum dialogue to a
+    # SAMSum one, whose speakers alone would give the boundary away
+    examples = [ex for name in sorted(corpora) for ex in joined_gaps(corpora[name], args.joins, rng)]
     weights = fit(examples, args.min_count, args.l2, args.steps)
     kept = {f: round(w, 4) for f, w in sorted(weights.items()) if abs(w) >= args.prune or f == "bias"}
     check = random.Random(SEED + 1)
