@@ -19,6 +19,9 @@ backend runs it), through the service's ``Router``; only the HTTP hop is left ou
                       the service's window and threshold at every k, the other windows (--windows) at k = 4
                       only, the other thresholds (--from-tokens) at every k with the service's window
     re-summarized W   the same, then the join summarized again (what "combine" could mean instead), at k = 4
+    known ends        the service's windows and threshold, cut where each joined dialogue really ends (a
+                      boundary model that knows the answer, in place of serving/conversation_boundaries.py's):
+                      what a perfect boundary model would give within the service's window size
     each whole        the ceiling of any way of cutting: each of the k dialogues summarized on its own, whole
                       (cut exactly where one conversation ends, which the service cannot know), the summaries
                       joined; what is left between it and a target is the model's, not the cutting's
@@ -44,6 +47,7 @@ DEFAULT_WINDOWS = (160, 192, 256, 512)
 EVAL_SETS = ("dialogsum_test", "dialogsum_validation")
 DEFAULT_EVAL_SET = "dialogsum_test"  # the README's figures; validation is for choosing settings
 EACH_WHOLE = "each whole (ceiling)"
+KNOWN_ENDS = "known ends (oracle)"
 REQUEST_ITEMS = 8  # long dialogues per flow call, as one /summarize_batch request of 8
 
 
@@ -104,12 +108,40 @@ def each_whole(engine, router, longs: Sequence[LongDialogue]) -> tuple[list, flo
     return summaries, seconds
 
 
-def run_variant(engine, router, dialogues: Sequence[str], settings) -> tuple[list, float]:
-    """Summaries of ``dialogues`` through LongDialogues (``settings`` None: truncation), and the seconds taken."""
+class KnownEnds:
+    """A boundary model that knows where each joined dialogue ends: log-odds far above the service's cut
+    threshold at every true start, far below it elsewhere (a window is then cut inside a conversation only where
+    it must end to fit, as the service does)."""
+
+    def __init__(self, longs: Sequence[LongDialogue]) -> None:
+        self.starts: dict[tuple[str, ...], set[int]] = {}
+        for long in longs:
+            turns: list[str] = []
+            starts = set()
+            for part in long.parts:
+                if turns:
+                    starts.add(len(turns))
+                turns += [line.strip() for line in part.splitlines() if line.strip()]
+            self.starts[self._key(turns)] = starts
+
+    @staticmethod
+    def _key(turns: Sequence[str]) -> tuple[str, ...]:
+        return tuple(turn[:24] for turn in turns)  # the splitter rebuilds a long turn from its pieces
+
+    def log_odds(self, turns: Sequence[str]) -> list[float]:
+        starts = self.starts[self._key(turns)]
+        return [0.0] + [8.0 if gap in starts else -6.0 for gap in range(1, len(turns))]
+
+
+def run_variant(engine, router, dialogues: Sequence[str], settings, boundaries=None) -> tuple[list, float]:
+    """Summaries of ``dialogues`` through LongDialogues (``settings`` None: truncation), and the seconds taken;
+    ``boundaries``: another boundary model than the shipped one."""
     from serving.flow import Call, Item
     from serving.long_dialogue import LongDialogues
 
     generation = LongDialogues(router, engine.tokenizer, settings, engine.context)
+    if boundaries is not None:
+        generation.splitter.boundaries = boundaries
     call = Call(engine.model_tag, engine.defaults, "/summarize_batch")
     summaries = []
     started = time.perf_counter()
@@ -210,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             # summary_tokens 16: every join is longer, so it is summarized again (one more round at most)
             variants += [(f"re-summarized {w}", LongDialogueSettings(window_tokens=w, summary_tokens=16,
                                                                       max_rounds=2)) for w in resummarize]
-        variants.append((EACH_WHOLE, None))
+        variants += [(KNOWN_ENDS, service), (EACH_WHOLE, None)]
         longs = long_dialogues(k, args.n, data_dir=args.data_dir, eval_set=args.eval_set)
         dialogues, references = [long.text for long in longs], [long.references for long in longs]
         tokens = [len(ids) for ids in engine.tokenizer.encode(dialogues)]
@@ -218,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, settings in variants:
             log(f"k={k} {name}: {len(dialogues)} long dialogues")
             summaries, seconds = (each_whole(engine, router, longs) if name == EACH_WHOLE
-                                  else run_variant(engine, router, dialogues, settings))
+                                  else run_variant(engine, router, dialogues, settings,
+                                                   KnownEnds(longs) if name == KNOWN_ENDS else None))
             scores = score(summaries, references)
             info = [s.long_dialogue for s in summaries]
             row = {"k": k, "variant": name, "window_tokens": settings.window_tokens if settings else None,
