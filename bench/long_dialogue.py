@@ -114,14 +114,11 @@ class KnownEnds:
     it must end to fit, as the service does)."""
 
     def __init__(self, longs: Sequence[LongDialogue]) -> None:
+        from training.boundaries import join_dialogues  # the boundaries the boundary model learns from
+
         self.starts: dict[tuple[str, ...], set[int]] = {}
         for long in longs:
-            turns: list[str] = []
-            starts = set()
-            for part in long.parts:
-                if turns:
-                    starts.add(len(turns))
-                turns += [line.strip() for line in part.splitlines() if line.strip()]
+            turns, starts = join_dialogues(long.parts)
             self.starts[self._key(turns)] = starts
 
     @staticmethod

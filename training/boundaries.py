@@ -28,16 +28,22 @@ SEED = 7
 FORMAT = 1
 
 
+def join_dialogues(dialogues: Sequence[str]) -> tuple[list[str], set[int]]:
+    """The turns of ``dialogues`` one after the other, and the index of the turn each but the first starts at."""
+    turns: list[str] = []
+    starts = set()
+    for dialogue in dialogues:
+        if turns:
+            starts.add(len(turns))
+        turns += [line.strip() for line in dialogue.splitlines() if line.strip()]
+    return turns, starts
+
+
 def joined_gaps(dialogues: Sequence[str], joins: int, rng: random.Random) -> list[tuple[set[str], int]]:
     """(features, 1 if a new dialogue starts there) for every gap of ``joins`` runs of 2-8 dialogues."""
     examples = []
     for _ in range(joins):
-        turns: list[str] = []
-        starts = set()
-        for dialogue in rng.sample(dialogues, rng.randint(2, 8)):
-            if turns:
-                starts.add(len(turns))
-            turns += [line.strip() for line in dialogue.splitlines() if line.strip()]
+        turns, starts = join_dialogues(rng.sample(dialogues, rng.randint(2, 8)))
         examples += [(features, int(gap in starts)) for gap, features in enumerate(gap_features(turns), start=1)]
     return examples
 
